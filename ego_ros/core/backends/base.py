@@ -1,0 +1,232 @@
+"""The backend interface: everything that differs between vision-language model families.
+
+The engine itself only sees token ids, visual token embeddings (projector outputs, the LLM input
+space), their grid geometry and the LLM decoder stack. A backend knows how its family turns images into
+visual tokens, how it frames them with special tokens, whether it uses 3-D (M-RoPE) positions, and where
+its language model and head live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import attention
+from ..prompts import Part, PromptSet, Slot
+
+#: Config keys that say nothing about what the weights compute (paths, dtypes, versions, kernels).
+_VOLATILE_CONFIG_KEYS = {
+    "_name_or_path", "torch_dtype", "dtype", "transformers_version", "_attn_implementation",
+    "_attn_implementation_autoset", "attn_implementation", "use_cache", "output_attentions",
+    "output_hidden_states", "return_dict", "_commit_hash", "architectures", "auto_map", "_attn_implementation_internal",
+}
+
+
+@dataclass
+class VisualTokens:
+    """The visual tokens of one image as the LLM receives them.
+
+    embeds: (N, D) projector outputs, row-major over a `rows` x `cols` grid that evenly tiles `box`
+    (x0, y0, x1, y1) of the original image, whose size is `image_size` (width, height).
+    """
+
+    embeds: torch.Tensor
+    rows: int
+    cols: int
+    box: tuple[float, float, float, float]
+    image_size: tuple[int, int]
+
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
+    def token_boxes(self) -> np.ndarray:
+        """(N, 4) array of each token's region (x0, y0, x1, y1) in original image pixels."""
+        x0, y0, x1, y1 = self.box
+        xs = np.linspace(x0, x1, self.cols + 1)
+        ys = np.linspace(y0, y1, self.rows + 1)
+        r, c = np.meshgrid(np.arange(self.rows), np.arange(self.cols), indexing="ij")
+        r, c = r.ravel(), c.ravel()
+        return np.stack([xs[c], ys[r], xs[c + 1], ys[r + 1]], axis=1)
+
+    def mask_fraction(self, mask: np.ndarray) -> np.ndarray:
+        """Fraction of each token's region covered by a boolean mask of the original image (H, W)."""
+        h, w = mask.shape[:2]
+        if (w, h) != tuple(self.image_size):
+            raise ValueError(f"mask is {w}x{h} but the image is {self.image_size[0]}x{self.image_size[1]}")
+        integral = np.pad(mask.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        out = np.zeros(self.count)
+        for i, (bx0, by0, bx1, by1) in enumerate(self.token_boxes()):
+            xa, xb = int(np.clip(np.floor(bx0), 0, w)), int(np.clip(np.ceil(bx1), 0, w))
+            ya, yb = int(np.clip(np.floor(by0), 0, h)), int(np.clip(np.ceil(by1), 0, h))
+            area = max((xb - xa) * (yb - ya), 1)
+            out[i] = (integral[yb, xb] - integral[ya, xb] - integral[yb, xa] + integral[ya, xa]) / area
+        return out
+
+
+class Backend(ABC):
+    """One model family. Subclasses implement `encode_images` and the family's framing."""
+
+    family: str = ""
+    #: True when the LLM takes 3-D (temporal, row, column) rotary positions (Qwen2-VL family).
+    mrope: bool = False
+
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, prompts: PromptSet | None = None,
+                 name: str = "") -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.prompts = prompts or PromptSet()
+        self.name = name or getattr(model.config, "_name_or_path", "") or self.family
+        attention.register()
+        model.set_attn_implementation({"text_config": attention.ATTN_IMPLEMENTATION})
+        model.eval()
+        self._fingerprint: str | None = None
+
+    # ----- where things live --------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.get_input_embeddings().weight.dtype
+
+    @property
+    def language_model(self) -> torch.nn.Module:
+        """The decoder stack (takes inputs_embeds, position_ids, past_key_values)."""
+        return self.model.model.language_model
+
+    @property
+    def lm_head(self) -> torch.nn.Module:
+        return self.model.lm_head
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.get_text_config().hidden_size)
+
+    # ----- tokens --------------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def placeholder_id(self) -> int:
+        """Token id standing in the id sequence for each visual row (its embedding is overwritten)."""
+
+    def visual_frame(self) -> tuple[list[int], list[int]]:
+        """Token ids placed before and after the visual rows of one image or memory view."""
+        return [], []
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id], skip_special_tokens=False)
+
+    @property
+    def special_ids(self) -> set[int]:
+        return set(self.tokenizer.all_special_ids)
+
+    @property
+    def eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for src in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if src is None:
+                continue
+            ids.update(src if isinstance(src, (list, tuple)) else [src])
+        return ids
+
+    @property
+    def suppressed_ids(self) -> list[int]:
+        """Ids that must never be generated (image placeholders and framing tokens)."""
+        before, after = self.visual_frame()
+        return sorted({self.placeholder_id, *before, *after})
+
+    def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(ids.to(self.device))
+
+    def chat(self, parts: list[Part]) -> list[Part]:
+        """Wrap user content (text and slots) in the model's chat template, ending with the assistant cue.
+
+        Slots are swapped for private-use sentinels while the template renders, then split back out, so
+        the model's own template supplies every role marker.
+        """
+        sentinels: dict[str, Slot] = {}
+        text = []
+        for p in parts:
+            if isinstance(p, Slot):
+                key = f"\ue000{len(sentinels)}\ue001"
+                sentinels[key] = p
+                text.append(key)
+            else:
+                text.append(p)
+        rendered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "".join(text)}], tokenize=False, add_generation_prompt=True)
+        out: list[Part] = []
+        rest = rendered
+        for key, slot in sentinels.items():
+            before, sep, rest = rest.partition(key)
+            if not sep:
+                raise RuntimeError("chat template dropped a visual slot; the template must keep content verbatim")
+            if before:
+                out.append(before)
+            out.append(slot)
+        if rest:
+            out.append(rest)
+        return out
+
+    # ----- images --------------------------------------------------------------------------------------
+    @abstractmethod
+    def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
+        """Visual tokens (projector outputs) of each RGB image."""
+
+    def native_inputs(self, text_ids: list[int], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        """Inputs for the model's own forward (reference path used by tests): processor pixel tensors."""
+        raise NotImplementedError
+
+    # ----- identity ------------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A digest of the architecture and of weights that shape the LLM input space.
+
+        Memories are projector outputs: they are valid only for the same vision tower, projector and
+        LLM. Weights are hashed after a cast to bfloat16, so the same model loaded in float32 or bfloat16
+        gets the same fingerprint.
+        """
+        if self._fingerprint is None:
+            cfg = _clean_config(self.model.config.to_dict())
+            h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+            for tensor in self._fingerprint_tensors():
+                t = tensor.detach().reshape(-1)[:65536].to(torch.bfloat16).view(torch.int16).cpu().numpy()
+                h.update(t.tobytes())
+            self._fingerprint = h.hexdigest()[:32]
+        return self._fingerprint
+
+    def _fingerprint_tensors(self) -> list[torch.Tensor]:
+        emb = self.model.get_input_embeddings().weight
+        params = [p for n, p in self.model.named_parameters() if "projector" in n or "merger" in n]
+        return [emb[:64]] + params[-2:]
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": self.family, "name": self.name, "fingerprint": self.fingerprint(),
+                "layers": self.num_layers, "hidden_size": self.hidden_size, "dtype": str(self.dtype).replace(
+                    "torch.", ""), "device": str(self.device)}
+
+
+def _clean_config(cfg: Any) -> Any:
+    if isinstance(cfg, dict):
+        return {k: _clean_config(v) for k, v in sorted(cfg.items()) if k not in _VOLATILE_CONFIG_KEYS}
+    if isinstance(cfg, list):
+        return [_clean_config(v) for v in cfg]
+    return cfg

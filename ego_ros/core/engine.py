@@ -1,0 +1,403 @@
+"""The Ego engine: introduce concepts, then recognise them, answer questions and caption (paper 3.5).
+
+Concept memories are injected as soft prompts, each after its name, ahead of the query image(s). That
+context prefix is encoded once into a KV cache and reused for every frame until the concepts change.
+Recognition asks one yes/no question per concept and reads the probability from the Yes/No logits; all
+questions about one frame share the encoded prefix and image and run as one batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .backends.base import Backend, VisualTokens
+from .calibration import CALIBRATION_FILE, Calibration, default_layers
+from .compose import CONTEXT_MODES, ContextEntry, query_sequence
+from .errors import BusyError, DeviceOutOfMemoryError, DuplicateConceptError, InvalidImageError, ModelMismatchError
+from .images import ImageInput, to_rgb
+from .introduce import IntroduceOptions, timed_introduce
+from .loading import load_backend, model_directory
+from .memory import ConceptMemory, validate_name
+from .sequence import PrefixCache, Runner, Sequence, VisualBlock
+from .store import ConceptStore
+
+
+@dataclass
+class EngineConfig:
+    """Inference settings. `layers` None means: calibration file, else published defaults, else all."""
+
+    layers: list[int] | None = None
+    threshold: float = 0.5
+    context: str = "memory"
+    #: most concepts placed in one context; beyond it the similarity filter keeps the closest ones
+    max_context_concepts: int = 16
+    prefix_cache: bool = True
+    prefix_cache_entries: int = 4
+    #: most yes/no questions run as one batch (bounds activation memory with many concepts)
+    question_batch: int = 16
+    max_new_tokens: int = 64
+    introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
+
+    def validate(self) -> None:
+        if self.context not in CONTEXT_MODES:
+            raise ValueError(f"unknown context mode {self.context!r}; expected one of {CONTEXT_MODES}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError("threshold must lie in [0, 1]")
+        if self.max_context_concepts < 1 or self.question_batch < 1:
+            raise ValueError("max_context_concepts and question_batch must be at least 1")
+        self.introduce.validate()
+
+
+@dataclass
+class Recognition:
+    name: str
+    probability: float
+    present: bool
+    #: False when the similarity filter left the concept out of the context (probability is then 0)
+    considered: bool = True
+
+
+@dataclass
+class Answer:
+    text: str
+    concepts: list[str]
+    seconds: float = 0.0
+
+
+class EgoEngine:
+    """A model backend, its concept store and the Ego procedures over them. Thread-safe."""
+
+    def __init__(self, backend: Backend, store: ConceptStore | None = None, config: EngineConfig | None = None,
+                 calibration: Calibration | None = None) -> None:
+        self.backend = backend
+        self.config = config or EngineConfig()
+        self.config.validate()
+        self.store = store or ConceptStore(backend.fingerprint(), backend.name, device=backend.device,
+                                           dtype=backend.dtype)
+        if self.store.fingerprint != backend.fingerprint():
+            raise ModelMismatchError(f"the concept store belongs to another model (fingerprint "
+                                     f"{self.store.fingerprint}, loaded model {backend.fingerprint()})")
+        self.calibration = calibration
+        self.runner = Runner(backend)
+        self._lock = threading.RLock()
+        self._introducing: str | None = None
+        self._prefixes: OrderedDict[tuple, PrefixCache] = OrderedDict()
+        self._yes_ids, self._no_ids = self._answer_ids()
+
+    # ----- construction --------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model: str, device: str = "cpu", dtype: str = "auto", store_dir: str | Path | None = None,
+             calibration: str | Path | None = None, strict_store: bool = True, **config: Any) -> EgoEngine:
+        """Load a model and (optionally) a persistent concept store. Extra keywords set EngineConfig fields."""
+        backend = load_backend(model, device=device, dtype=dtype)
+        cal = None
+        cal_path = Path(calibration) if calibration else None
+        if cal_path is None:
+            d = model_directory(model)
+            if d is not None and (d / CALIBRATION_FILE).is_file():
+                cal_path = d / CALIBRATION_FILE
+        if cal_path is not None:
+            cal = Calibration.load(cal_path, fingerprint=backend.fingerprint(), num_layers=backend.num_layers)
+        store = None
+        if store_dir is not None:
+            store = ConceptStore.open(store_dir, backend.fingerprint(), backend.name, device=backend.device,
+                                      dtype=backend.dtype, strict=strict_store)
+        return cls(backend, store, EngineConfig(**config), calibration=cal)
+
+    @property
+    def layers(self) -> list[int] | None:
+        """The LLM layers whose keyword attention selects memory tokens (None: all layers)."""
+        if self.config.layers is not None:
+            return list(self.config.layers)
+        if self.calibration is not None:
+            return list(self.calibration.layers)
+        return default_layers(self.backend)
+
+    @property
+    def introducing(self) -> str | None:
+        """Name of the concept being introduced right now, if any."""
+        return self._introducing
+
+    def set_context(self, mode: str) -> None:
+        if mode not in CONTEXT_MODES:
+            raise ValueError(f"unknown context mode {mode!r}; expected one of {CONTEXT_MODES}")
+        self.config.context = mode
+
+    # ----- concepts ------------------------------------------------------------------------------------
+    def introduce(self, name: str, images: list[ImageInput], options: IntroduceOptions | None = None,
+                  notes: str = "", replace_existing: bool = False, wait: bool = True) -> ConceptMemory:
+        """Build a concept memory from reference images and store it (atomically, after success).
+
+        With wait=False a call that finds the engine busy raises BusyError instead of queueing.
+        """
+        name = validate_name(name)
+        if not images:
+            raise InvalidImageError("introduce needs at least one reference image")
+        rgb = [to_rgb(im, what=f"reference image {i}") for i, im in enumerate(images)]
+        if name in self.store and not replace_existing:
+            raise DuplicateConceptError(f"concept {name!r} already exists (remove it, rename it or ask to replace)")
+        opts = options or self.config.introduce
+        opts.validate()
+        with self._acquire(wait, f"introducing {self._introducing!r}"):
+            self._introducing = name
+            try:
+                with self._device_guard():
+                    views, seconds = timed_introduce(self.backend, self.runner, rgb, self.layers, opts)
+                memory = ConceptMemory(name=name, views=views, fingerprint=self.backend.fingerprint(),
+                                       model=self.backend.name, selection=opts.selection, notes=notes,
+                                       seconds=seconds)
+                self.store.add(memory, replace=replace_existing)
+                self._prefixes.clear()
+                return memory
+            finally:
+                self._introducing = None
+
+    def add_memory(self, memory: ConceptMemory, replace_existing: bool = False) -> None:
+        with self._lock:
+            self.store.add(memory, replace=replace_existing)
+            self._prefixes.clear()
+
+    def remove(self, name: str) -> ConceptMemory:
+        with self._lock:
+            self._prefixes.clear()
+            return self.store.remove(name)
+
+    def rename(self, old: str, new: str) -> None:
+        with self._lock:
+            self._prefixes.clear()
+            self.store.rename(old, new)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._prefixes.clear()
+            self.store.clear()
+
+    def concepts(self) -> list[ConceptMemory]:
+        return [self.store.get(n) for n in self.store.names()]
+
+    # ----- inference -----------------------------------------------------------------------------------
+    def recognize(self, image: ImageInput, concepts: list[str] | None = None) -> list[Recognition]:
+        """Yes/no and probability for each concept (default: all stored) in one image."""
+        return self.recognize_batch([image], concepts)[0]
+
+    def recognize_batch(self, images: list[ImageInput], concepts: list[str] | None = None
+                        ) -> list[list[Recognition]]:
+        """Recognition over several frames sharing the cached concept prefix.
+
+        With one concept, the frames run as one batch; with several, each frame's questions do.
+        """
+        rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
+        names = self._names(concepts)
+        if not names:
+            return [[] for _ in rgb]
+        with self._lock, self._device_guard(), torch.inference_mode():
+            vts = self.backend.encode_images(rgb)
+            out: list[list[Recognition]] = []
+            for vt in vts:
+                kept = self._filter(names, vt)
+                probs = self._yes_probabilities(vt, kept) if kept else {}
+                out.append([Recognition(n, probs.get(n, 0.0), probs.get(n, 0.0) >= self.config.threshold,
+                                        considered=n in probs) for n in names])
+            return out
+
+    def recognize_frames(self, images: list[ImageInput], name: str) -> list[Recognition]:
+        """One concept over a batch of frames in a single batched forward over the shared prefix."""
+        rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
+        names = self._names([name])
+        with self._lock, self._device_guard(), torch.inference_mode():
+            vts = self.backend.encode_images(rgb)
+            question = self.backend.prompts.recognition.format(name=name)
+            entries = self._entries(names)
+            seqs = [query_sequence(self.backend, entries, [vt], question, self.config.context) for vt in vts]
+            prefix = self._prefix(seqs[0], names)
+            logits = self.runner.last_logits(seqs, prefix)
+            probs = self._probabilities(logits)
+        return [Recognition(name, p, p >= self.config.threshold) for p in probs]
+
+    def ask(self, image: ImageInput, question: str, concepts: list[str] | None = None,
+            max_new_tokens: int | None = None) -> Answer:
+        """Answer a free-form question about an image with the named concepts in context."""
+        return self._answer([to_rgb(image)], question, concepts, max_new_tokens)
+
+    def caption(self, image: ImageInput, concepts: list[str] | None = None,
+                max_new_tokens: int | None = None) -> Answer:
+        """A caption that names the stored concepts it sees (candidates: all stored, or `concepts`)."""
+        return self._answer([to_rgb(image)], self.backend.prompts.caption, concepts, max_new_tokens)
+
+    def ask_video(self, frames: list[ImageInput], question: str, concepts: list[str] | None = None,
+                  max_new_tokens: int | None = None) -> Answer:
+        """Answer about a clip given as several frames (multi-image input)."""
+        if not frames:
+            raise InvalidImageError("ask_video needs at least one frame")
+        rgb = [to_rgb(f, what=f"frame {i}") for i, f in enumerate(frames)]
+        return self._answer(rgb, question, concepts, max_new_tokens, video=True)
+
+    # ----- internals: context and sequences -----------------------------------------------------------
+    def _names(self, concepts: list[str] | None) -> list[str]:
+        if concepts is None:
+            return self.store.names()
+        names = []
+        for c in concepts:
+            self.store.get(c)  # raises UnknownConceptError with the known names
+            if c not in names:
+                names.append(c)
+        return names
+
+    def _filter(self, names: list[str], vt: VisualTokens) -> list[str]:
+        """Keep at most max_context_concepts concepts: those whose memory tokens best match the image.
+
+        Score = mean over a memory's tokens of the best cosine similarity with any query visual token,
+        both in the LLM input space (paper 3.5)."""
+        budget = self.config.max_context_concepts
+        if len(names) <= budget:
+            return names
+        q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1)
+        scores = {}
+        for n in names:
+            mem = torch.cat([v.embeds for v in self.store.get(n).views]).float().to(q.device)
+            m = torch.nn.functional.normalize(mem, dim=-1)
+            scores[n] = float((m @ q.T).max(dim=1).values.mean())
+        keep = set(sorted(names, key=lambda n: -scores[n])[:budget])
+        return [n for n in names if n in keep]
+
+    def _entries(self, names: list[str]) -> list[ContextEntry]:
+        """Context entries of stored concepts for the current context mode."""
+        mode = self.config.context
+        entries = []
+        for n in names:
+            mem = self.store.get(n)
+            entry = ContextEntry(name=n, keywords=mem.unique_keywords())
+            if mode in ("memory", "memory+keywords"):
+                entry.memory = [VisualBlock(v.embeds, v.indices // v.grid[1], v.indices % v.grid[1], tuple(v.grid))
+                                for v in mem.views]
+            elif mode == "reference_images":
+                if any(v.reference is None for v in mem.views):
+                    raise ValueError(f"concept {n!r} was introduced without keep_reference; "
+                                     "the reference_images context needs the stored reference images")
+                # Raw reference images go through the vision tower at inference time, as that baseline does.
+                entry.references = self.backend.encode_images([Image.fromarray(v.reference) for v in mem.views])
+            entries.append(entry)
+        return entries
+
+    def _sequence(self, names: list[str], vts: list[VisualTokens], question: str, video: bool = False) -> Sequence:
+        return query_sequence(self.backend, self._entries(names), vts, question, self.config.context, video=video)
+
+    def _prefix(self, seq: Sequence, names: list[str]) -> PrefixCache | None:
+        if not self.config.prefix_cache or seq.image_start is None or seq.image_start == 0:
+            return None
+        key = (self.config.context, tuple(names), tuple(self.store.revision(n) for n in names),
+               tuple(seq.ids[:seq.image_start]))
+        cached = self._prefixes.get(key)
+        if cached is not None:
+            self._prefixes.move_to_end(key)
+            return cached
+        prefix = self.runner.encode_prefix(seq, seq.image_start, key)
+        self._prefixes[key] = prefix
+        while len(self._prefixes) > self.config.prefix_cache_entries:
+            self._prefixes.popitem(last=False)
+        return prefix
+
+    def _answer_ids(self) -> tuple[list[int], list[int]]:
+        def first_ids(words: tuple[str, ...]) -> list[int]:
+            ids = []
+            for w in words:
+                toks = self.backend.tokenize(w)
+                if toks and toks[0] not in ids:
+                    ids.append(toks[0])
+            return ids
+
+        yes, no = first_ids(self.backend.prompts.yes), first_ids(self.backend.prompts.no)
+        if not yes or not no or set(yes) & set(no):
+            raise ValueError(f"yes/no answer words must tokenize to distinct first tokens (yes {yes}, no {no})")
+        return yes, no
+
+    def _probabilities(self, logits: torch.Tensor) -> list[float]:
+        """P(yes) from the answer logits: yes and no variants pooled, renormalised over the two."""
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        yes = torch.logsumexp(logp[:, self._yes_ids], dim=-1)
+        no = torch.logsumexp(logp[:, self._no_ids], dim=-1)
+        return torch.sigmoid(yes - no).tolist()
+
+    def _yes_probabilities(self, vt: VisualTokens, names: list[str]) -> dict[str, float]:
+        entries = self._entries(names)
+        q_template = self.backend.prompts.recognition
+        seqs = [query_sequence(self.backend, entries, [vt], q_template.format(name=n), self.config.context)
+                for n in names]
+        prefix = self._prefix(seqs[0], names)
+        probs: dict[str, float] = {}
+        step = self.config.question_batch
+        for i in range(0, len(seqs), step):
+            logits = self.runner.last_logits(seqs[i:i + step], prefix)
+            probs.update(zip(names[i:i + step], self._probabilities(logits)))
+        return probs
+
+    def _answer(self, images: list[Image.Image], question: str, concepts: list[str] | None,
+                max_new_tokens: int | None, video: bool = False) -> Answer:
+        names = self._names(concepts)
+        t0 = time.perf_counter()
+        with self._lock, self._device_guard(), torch.inference_mode():
+            vts = self.backend.encode_images(images)
+            names = self._filter(names, vts[0])
+            seq = self._sequence(names, vts, question, video=video)
+            prefix = self._prefix(seq, names)
+            ids = self.runner.generate(seq, max_new_tokens or self.config.max_new_tokens, prefix=prefix)
+        text = self.backend.decode(ids).strip()
+        return Answer(text=text, concepts=mentioned(text + " " + question, names),
+                      seconds=time.perf_counter() - t0)
+
+    # ----- internals: locking and device errors ------------------------------------------------------
+    @contextlib.contextmanager
+    def _acquire(self, wait: bool, what: str) -> Iterator[None]:
+        if not self._lock.acquire(blocking=wait):
+            raise BusyError(f"engine busy ({what}); try again when it finishes")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def _device_guard(self) -> Iterator[None]:
+        try:
+            yield
+        except torch.OutOfMemoryError as exc:
+            self._prefixes.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise DeviceOutOfMemoryError(f"out of device memory on {self.backend.device}: {exc}. Nothing was "
+                                         "changed; try fewer concepts, fewer views or a smaller image") from exc
+
+    def memory_report(self) -> dict[str, float]:
+        """Device memory in MiB (allocated/reserved/peak on CUDA; concept memories and prefix caches)."""
+        rep = {"concepts_mib": sum(sum(v.embeds.numel() * v.embeds.element_size() for v in m.views)
+                                   for m in self.concepts()) / 2**20,
+               "prefix_cache_mib": sum(p.nbytes() for p in self._prefixes.values()) / 2**20}
+        dev = self.backend.device
+        if dev.type == "cuda":
+            rep.update(allocated_mib=torch.cuda.memory_allocated(dev) / 2**20,
+                       reserved_mib=torch.cuda.memory_reserved(dev) / 2**20,
+                       peak_mib=torch.cuda.max_memory_allocated(dev) / 2**20)
+        return rep
+
+
+def mentioned(text: str, names: list[str]) -> list[str]:
+    """Names that occur in `text` as whole words (case-insensitive)."""
+    low = text.lower()
+    out = []
+    for n in names:
+        if re.search(rf"(?<!\w){re.escape(n.lower())}(?!\w)", low):
+            out.append(n)
+    return out
+
+
+__all__ = ["EgoEngine", "EngineConfig", "Recognition", "Answer", "IntroduceOptions", "CONTEXT_MODES", "mentioned"]

@@ -1,0 +1,54 @@
+"""Exception types of the Ego engine.
+
+Every failure a caller can cause or meet in the field has its own type, so the ROS node and the CLI
+can answer with a clear message and the concept store is never left half-written.
+"""
+
+from __future__ import annotations
+
+
+class EgoError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidImageError(EgoError, ValueError):
+    """An input image is empty, of an unsupported mode or shape, or cannot be decoded."""
+
+
+class InvalidConceptNameError(EgoError, ValueError):
+    """A concept name is empty, too long, or holds path separators or control characters."""
+
+
+class UnknownConceptError(EgoError, KeyError):
+    """A concept name that the store does not hold."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else "unknown concept"
+
+
+class DuplicateConceptError(EgoError, ValueError):
+    """A concept with this name already exists and replacing it was not asked for."""
+
+
+class StoreCorruptError(EgoError):
+    """A concept store file cannot be read or does not hold what it should."""
+
+
+class ModelMismatchError(EgoError):
+    """A concept memory or calibration was made by another model than the one loaded."""
+
+
+class BusyError(EgoError):
+    """The engine is busy with a task that must not be interleaved (e.g. a concept introduction)."""
+
+
+class DeviceOutOfMemoryError(EgoError, MemoryError):
+    """The accelerator ran out of memory; the request was abandoned and nothing was changed."""
+
+
+class ModelLoadError(EgoError):
+    """A model cannot be loaded: unknown name, missing files, or an unsupported architecture."""
+
+
+class CalibrationError(EgoError, ValueError):
+    """Calibration data is missing or malformed, or a calibration file does not fit the model."""

@@ -1,0 +1,96 @@
+"""Loading models into backends: a local directory, a Hub id, the embedded toy model, or a random model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .backends.base import Backend
+from .backends.families import BACKENDS
+from .errors import ModelLoadError
+from .prompts import load_prompts
+
+#: Where the embedded toy model's weights live inside the package.
+TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "toy" / "model"
+
+_MODEL_CLASSES = {
+    "llava": "LlavaForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "internvl": "InternVLForConditionalGeneration",
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"invalid device {device!r}: use 'cpu' or 'cuda:N'") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {device!r} requested but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+    elif dev.type != "cpu":
+        raise ModelLoadError(f"unsupported device {device!r}: use 'cpu' or 'cuda:N'")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; expected auto, float32, bfloat16 or float16")
+    return table[dtype]
+
+
+def model_directory(model: str) -> Path | None:
+    """The local directory a model name refers to, if any ("toy" is the embedded model)."""
+    if model == "toy":
+        return TOY_MODEL_DIR
+    p = Path(model).expanduser()
+    return p if p.is_dir() else None
+
+
+def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False,
+                 local_files_only: bool = False) -> Backend:
+    """Load `model` (a directory, a Hub id, "toy", or "random:<family>[:<size>]") into its backend."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if model.startswith("random:"):
+        from .random_models import build_random_model
+
+        _, family, *rest = model.split(":")
+        if family not in BACKENDS:
+            raise ModelLoadError(f"unknown family {family!r} in {model!r}; expected one of {sorted(BACKENDS)}")
+        rm = build_random_model(family, size=rest[0] if rest else "tiny", dtype=dt, device=str(dev))
+        return BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, name=model)
+    directory = model_directory(model)
+    if model == "toy" and not (TOY_MODEL_DIR / "config.json").is_file():
+        raise ModelLoadError(f"the embedded toy model is missing ({TOY_MODEL_DIR}); train it with "
+                             "`ego-ros toy train` or reinstall the package")
+    source = str(directory) if directory is not None else model
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                         local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model {model!r}: {exc}") from exc
+    family = config.model_type
+    if family not in BACKENDS:
+        raise ModelLoadError(f"model {model!r} is a {family!r} model; supported families: {sorted(BACKENDS)}")
+    cls = getattr(transformers, _MODEL_CLASSES[family])
+    try:
+        net = cls.from_pretrained(source, dtype=dt, trust_remote_code=trust_remote_code,
+                                  local_files_only=local_files_only).to(dev)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                               local_files_only=local_files_only)
+        image_processor = transformers.AutoImageProcessor.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model {model!r}: {exc}") from exc
+    prompts = load_prompts(directory)
+    return BACKENDS[family](net, tokenizer, image_processor, prompts=prompts, name=model)

@@ -1,0 +1,291 @@
+"""Token sequences with visual rows, their positions, and the LLM passes over them.
+
+The engine drives the language model directly (decoder stack + head) with embeddings it assembles:
+text embeddings with visual rows overwritten by projector outputs, either of a query image or of a
+stored concept memory. This gives one code path for every family and exact control over positions
+(Qwen's 3-D M-RoPE needs each stored token at its original grid row/column), over a KV cache of the
+static concept-memory prefix shared by every frame, and over batches of tails that share a prefix.
+
+`generate()` of transformers is not used for this: it drops pixel inputs once a cache is passed and
+keeps Qwen's `rope_deltas` between calls, and the greedy loop needed here is a few lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from .attention import Capture
+from .backends.base import Backend, VisualTokens
+from .prompts import Part, Slot
+
+
+@dataclass
+class VisualBlock:
+    """Visual rows to place in a sequence: embeddings plus their (row, col) on the original token grid."""
+
+    embeds: torch.Tensor  # (n, D)
+    rows: torch.Tensor  # (n,) long
+    cols: torch.Tensor  # (n,) long
+    grid: tuple[int, int]  # (rows, cols) of the full grid the tokens come from
+
+    @classmethod
+    def full(cls, vt: VisualTokens) -> VisualBlock:
+        idx = torch.arange(vt.count)
+        return cls(vt.embeds, idx // vt.cols, idx % vt.cols, (vt.rows, vt.cols))
+
+    @classmethod
+    def subset(cls, vt: VisualTokens, indices: torch.Tensor) -> VisualBlock:
+        indices = indices.to(torch.long).cpu()
+        return cls(vt.embeds[indices.to(vt.embeds.device)], indices // vt.cols, indices % vt.cols,
+                   (vt.rows, vt.cols))
+
+
+@dataclass
+class Sequence:
+    """Token ids of one prompt, visual blocks placed in it, and the spans of tagged visual rows."""
+
+    ids: list[int] = field(default_factory=list)
+    blocks: list[tuple[int, VisualBlock]] = field(default_factory=list)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: index of the first token of the first query image (the end of the static context prefix)
+    image_start: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock]) -> Sequence:
+    """Tokenise text parts and place the visual block of every slot, framed the family's way."""
+    seq = Sequence()
+    before, after = backend.visual_frame()
+    counts: dict[str, int] = {}
+    for part in parts:
+        if isinstance(part, str):
+            seq.ids.extend(backend.tokenize(part))
+            continue
+        block = resolve(part)
+        if part.kind == "image" and seq.image_start is None:
+            seq.image_start = len(seq.ids)
+        seq.ids.extend(before)
+        start = len(seq.ids)
+        seq.ids.extend([backend.placeholder_id] * block.embeds.shape[0])
+        seq.blocks.append((start, block))
+        tag = f"{part.kind}:{part.key}:{part.index}"
+        if tag in counts:  # the same slot twice: number the repeats
+            counts[tag] += 1
+            tag = f"{tag}#{counts[tag]}"
+        else:
+            counts[tag] = 0
+        seq.spans[tag] = (start, len(seq.ids))
+        seq.ids.extend(after)
+    return seq
+
+
+def sequence_positions(backend: Backend, seq: Sequence) -> tuple[torch.Tensor, int]:
+    """Position ids (L,) or, for M-RoPE, (3, L); and the position of the next token.
+
+    M-RoPE (as in Qwen's get_rope_index): a text token at running index p gets (p, p, p); a visual token
+    on grid row r, column c gets (s, s + r, s + c) with s the running index at the block, and the running
+    index then advances by max(grid rows, grid cols). Stored subsets keep their original (r, c), which
+    reproduces the positions the full image would have had.
+    """
+    n = len(seq.ids)
+    if not backend.mrope:
+        return torch.arange(n), n
+    pos = torch.empty(3, n, dtype=torch.long)
+    cur = 0
+    i = 0
+    for start, block in sorted(seq.blocks, key=lambda b: b[0]):
+        if start > i:
+            pos[:, i:start] = torch.arange(cur, cur + start - i)
+            cur += start - i
+        k = block.embeds.shape[0]
+        pos[0, start:start + k] = cur
+        pos[1, start:start + k] = cur + block.rows
+        pos[2, start:start + k] = cur + block.cols
+        cur += max(block.grid)
+        i = start + k
+    if i < n:
+        pos[:, i:n] = torch.arange(cur, cur + n - i)
+        cur += n - i
+    return pos, cur
+
+
+def sequence_embeds(backend: Backend, seq: Sequence) -> torch.Tensor:
+    """(L, D) input embeddings: token embeddings with every visual block's rows overwritten.
+
+    Uses out-of-place index_put so gradients flow into the visual embeddings when training.
+    """
+    ids = torch.tensor(seq.ids, dtype=torch.long, device=backend.device)
+    emb = backend.embed_ids(ids)
+    if not seq.blocks:
+        return emb
+    idx = torch.cat([torch.arange(s, s + b.embeds.shape[0]) for s, b in seq.blocks]).to(emb.device)
+    vals = torch.cat([b.embeds.to(emb.device, emb.dtype) for _, b in seq.blocks], dim=0)
+    return emb.index_put((idx,), vals)
+
+
+@dataclass
+class PrefixCache:
+    """Keys and values of a static prompt prefix (the concept memories), reusable for every frame."""
+
+    key: tuple
+    ids: tuple[int, ...]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+    def fork(self, batch: int = 1) -> DynamicCache:
+        """A fresh cache holding the prefix (expanded to `batch` rows); the snapshot stays untouched."""
+        cache = DynamicCache()
+        for i, (k, v) in enumerate(self.layers):
+            if batch != 1:
+                k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
+            cache.update(k.contiguous(), v.contiguous(), i)
+        return cache
+
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
+
+
+def _snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+class Runner:
+    """Forward passes of the language model over assembled sequences."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
+                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V)."""
+        b = self.backend
+        out = b.language_model(inputs_embeds=embeds, position_ids=positions.to(b.device),
+                               past_key_values=cache, attention_mask=attention_mask, use_cache=True)
+        return b.lm_head(out.last_hidden_state[:, -1, :]).float()
+
+    @staticmethod
+    def _batch_positions(pos: torch.Tensor) -> torch.Tensor:
+        return pos[:, None, :] if pos.dim() == 2 else pos[None, :]
+
+    def encode_prefix(self, seq: Sequence, length: int, key: tuple) -> PrefixCache:
+        """Encode seq[:length] into a reusable prefix cache."""
+        cache = DynamicCache()
+        if length > 0:
+            pos, _ = sequence_positions(self.backend, seq)
+            emb = sequence_embeds(self.backend, seq)[:length]
+            self._forward(emb[None], self._batch_positions(pos[..., :length]), cache)
+        layers = _snapshot(cache) if length > 0 else []
+        return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers)
+
+    def _start(self, seq: Sequence, prefix: PrefixCache | None, batch: int = 1) -> tuple[DynamicCache, int]:
+        if prefix is not None and prefix.length > 0:
+            if tuple(seq.ids[:prefix.length]) != prefix.ids:
+                raise RuntimeError("sequence does not start with the cached prefix")
+            return prefix.fork(batch), prefix.length
+        return DynamicCache(), 0
+
+    def last_logits(self, seqs: list[Sequence], prefix: PrefixCache | None = None) -> torch.Tensor:
+        """Logits of the next token after each sequence (N, V), sharing all the work the sequences share.
+
+        The cached prefix is forked once; the longest common prefix of the sequences beyond it is run
+        once; the remaining tails run as one batch, left-padded between the shared part and the tail.
+        """
+        b = self.backend
+        cache, p0 = self._start(seqs[0], prefix)
+        built = [(sequence_embeds(b, s), sequence_positions(b, s)[0]) for s in seqs]
+        lcp = _common_prefix_length([s.ids for s in seqs])
+        lcp = min(lcp, min(len(s) for s in seqs) - 1)  # every row needs at least one own token for its logits
+        if lcp < p0:
+            raise RuntimeError("sequences diverge inside the cached prefix")
+        if len(seqs) > 1 and any(not _same_blocks_before(seqs[0], s, lcp) for s in seqs[1:]):
+            lcp = p0  # visual rows differ inside the common ids: share only the cached prefix
+        if lcp > p0:
+            emb0, pos0 = built[0]
+            self._forward(emb0[None, p0:lcp], self._batch_positions(pos0[..., p0:lcp]), cache)
+        n = len(seqs)
+        tails = [len(s) - lcp for s in seqs]
+        t_max = max(tails)
+        d = built[0][0].shape[-1]
+        emb = built[0][0].new_zeros(n, t_max, d)
+        mrope = b.mrope
+        pos = torch.zeros((3, n, t_max) if mrope else (n, t_max), dtype=torch.long)
+        mask = torch.ones(n, lcp + t_max, dtype=torch.long, device=b.device)
+        for i, (e, p) in enumerate(built):
+            pad = t_max - tails[i]
+            emb[i, pad:] = e[lcp:]
+            if mrope:
+                pos[:, i, pad:] = p[:, lcp:]
+            else:
+                pos[i, pad:] = p[lcp:]
+            mask[i, lcp:lcp + pad] = 0
+        if n > 1:
+            for layer in cache.layers:
+                if layer.get_seq_length() > 0:
+                    layer.batch_repeat_interleave(n)
+        needs_mask = any(t != t_max for t in tails)
+        return self._forward(emb, pos, cache, mask if needs_mask else None)
+
+    def generate(self, seq: Sequence, max_new_tokens: int, prefix: PrefixCache | None = None,
+                 capture: Capture | None = None, min_new_tokens: int = 0) -> list[int]:
+        """Greedy decoding after `seq`. With a capture, each generated token's row is recorded when it is
+        fed back (one extra step is taken for the last token when decoding stops at the length limit)."""
+        b = self.backend
+        suppressed = torch.tensor(b.suppressed_ids, device=b.device)
+        eos = b.eos_ids
+        cache, p0 = self._start(seq, prefix)
+        pos, next_pos = sequence_positions(b, seq)
+        emb = sequence_embeds(b, seq)
+        if capture is not None:
+            capture.rows = capture.prefill_rows
+        logits = self._forward(emb[None, p0:], self._batch_positions(pos[..., p0:]), cache)
+        out: list[int] = []
+        while True:
+            logits[:, suppressed] = float("-inf")
+            if len(out) < min_new_tokens:
+                logits[:, sorted(eos)] = float("-inf")
+            token = int(logits[0].argmax())
+            if token in eos and len(out) >= min_new_tokens:
+                break
+            out.append(token)
+            if len(out) >= max_new_tokens and capture is None:
+                break
+            if capture is not None:
+                capture.rows = torch.zeros(1, dtype=torch.long)
+            step_emb = b.embed_ids(torch.tensor([[token]], device=b.device))
+            step_pos = torch.full((3, 1, 1) if b.mrope else (1, 1), next_pos, dtype=torch.long)
+            next_pos += 1
+            logits = self._forward(step_emb, step_pos, cache)
+            if len(out) >= max_new_tokens:
+                break
+        if capture is not None:
+            capture.rows = None
+        return out
+
+
+def _common_prefix_length(id_lists: list[list[int]]) -> int:
+    first = id_lists[0]
+    n = min(len(x) for x in id_lists)
+    for i in range(n):
+        t = first[i]
+        if any(x[i] != t for x in id_lists[1:]):
+            return i
+    return n
+
+
+def _same_blocks_before(a: Sequence, b: Sequence, end: int) -> bool:
+    """True when both sequences place the very same visual embeddings before `end`."""
+    ba = [(s, blk) for s, blk in a.blocks if s < end]
+    bb = [(s, blk) for s, blk in b.blocks if s < end]
+    if len(ba) != len(bb):
+        return False
+    return all(sa == sb and (xa.embeds is xb.embeds or torch.equal(xa.embeds, xb.embeds))
+               for (sa, xa), (sb, xb) in zip(ba, bb))

