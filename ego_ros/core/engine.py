@@ -29,7 +29,7 @@ from .images import ImageInput, to_rgb
 from .introduce import IntroduceOptions, timed_introduce
 from .loading import load_backend, model_directory
 from .memory import ConceptMemory, validate_name
-from .sequence import PrefixCache, Runner, Sequence, VisualBlock
+from .sequence import PrefixCache, Runner, Sequence
 from .store import ConceptStore
 
 
@@ -83,8 +83,9 @@ class EgoEngine:
         self.backend = backend
         self.config = config or EngineConfig()
         self.config.validate()
-        self.store = store or ConceptStore(backend.fingerprint(), backend.name, device=backend.device,
-                                           dtype=backend.dtype)
+        if store is None:
+            store = ConceptStore(backend.fingerprint(), backend.name, device=backend.device, dtype=backend.dtype)
+        self.store = store
         if self.store.fingerprint != backend.fingerprint():
             raise ModelMismatchError(f"the concept store belongs to another model (fingerprint "
                                      f"{self.store.fingerprint}, loaded model {backend.fingerprint()})")
@@ -279,8 +280,7 @@ class EgoEngine:
             mem = self.store.get(n)
             entry = ContextEntry(name=n, keywords=mem.unique_keywords())
             if mode in ("memory", "memory+keywords"):
-                entry.memory = [VisualBlock(v.embeds, v.indices // v.grid[1], v.indices % v.grid[1], tuple(v.grid))
-                                for v in mem.views]
+                entry.memory = [v.block() for v in mem.views]
             elif mode == "reference_images":
                 if any(v.reference is None for v in mem.views):
                     raise ValueError(f"concept {n!r} was introduced without keep_reference; "

@@ -218,6 +218,8 @@ def introduce_views(backend: Backend, runner: Runner, images: list[Image.Image],
             keywords=split_keywords(ka.text, backend.prompts.keyword_separator), description=ka.text,
             alpha=alpha, k_c=int(idx.shape[0]), importance=importance.detach().cpu(), area_answer=area_text,
             reference=np.asarray(img, dtype=np.uint8).copy() if options.keep_reference else None,
+            deepstack=(vt.deepstack[:, idx.to(vt.deepstack.device)].detach().clone()
+                       if vt.deepstack is not None else None),
         ))
     return views
 

@@ -18,6 +18,7 @@ _MODEL_CLASSES = {
     "llava": "LlavaForConditionalGeneration",
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "internvl": "InternVLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
 }
 
 
@@ -56,16 +57,21 @@ def model_directory(model: str) -> Path | None:
 
 def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False,
                  local_files_only: bool = False) -> Backend:
-    """Load `model` (a directory, a Hub id, "toy", or "random:<family>[:<size>]") into its backend."""
+    """Load `model` into its backend: a directory, a Hub id, "toy" (the embedded model), or
+    "random:<family>[:<size>[:<image px>]]" (randomly initialised, e.g. random:qwen2_5_vl:qwen2_5_vl_7b:448)."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if model.startswith("random:"):
-        from .random_models import build_random_model
+        from .random_models import SIZES, build_random_model
 
         _, family, *rest = model.split(":")
         if family not in BACKENDS:
             raise ModelLoadError(f"unknown family {family!r} in {model!r}; expected one of {sorted(BACKENDS)}")
-        rm = build_random_model(family, size=rest[0] if rest else "tiny", dtype=dt, device=str(dev))
+        size = rest[0] if rest else "tiny"
+        if size not in SIZES:
+            raise ModelLoadError(f"unknown size {size!r} in {model!r}; expected one of {sorted(SIZES)}")
+        px = int(rest[1]) if len(rest) > 1 else None
+        rm = build_random_model(family, size=size, dtype=dt, device=str(dev), image_px=px)
         return BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, name=model)
     directory = model_directory(model)
     if model == "toy" and not (TOY_MODEL_DIR / "config.json").is_file():

@@ -64,6 +64,15 @@ class MemoryView:
     importance: torch.Tensor  # (N_r,) importance of every visual token (eq. 3)
     area_answer: str = ""
     reference: np.ndarray | None = None  # the reference image (H, W, 3) uint8, kept only when asked for
+    deepstack: torch.Tensor | None = None  # (layers, k_c, D) DeepStack features (Qwen3-VL only)
+
+    def block(self):
+        """This view as a VisualBlock placed in prompts (original grid rows and columns kept)."""
+        from .sequence import VisualBlock
+
+        cols = self.grid[1]
+        idx = self.indices.cpu()
+        return VisualBlock(self.embeds, idx // cols, idx % cols, tuple(self.grid), self.deepstack)
 
     @property
     def num_visual_tokens(self) -> int:
@@ -122,6 +131,8 @@ class ConceptMemory:
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ConceptMemory:
         for v in self.views:
             v.embeds = v.embeds.to(device=device, dtype=dtype or v.embeds.dtype)
+            if v.deepstack is not None:
+                v.deepstack = v.deepstack.to(device=device, dtype=dtype or v.deepstack.dtype)
         return self
 
     def summary(self) -> dict[str, Any]:

@@ -74,6 +74,18 @@ def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None
     return fast
 
 
+def _construct(cls: Any, cfg: Any, dtype: torch.dtype, device: str) -> Any:
+    """Instantiate directly on the target device in the target dtype: a 14B model built in float32 on
+    the CPU first would need 56 GB of host memory and minutes of initialisation."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            return cls(cfg)
+    finally:
+        torch.set_default_dtype(previous)
+
+
 @dataclass
 class RandomModel:
     """A randomly initialised model with the tokenizer and image processor that go with it."""
@@ -172,13 +184,13 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
         cfg = LlavaConfig(vision_config=vcfg, text_config=tcfg, image_token_index=ids["<image>"],
                           vision_feature_select_strategy="full" if vision == "siglip" else "default",
                           vision_feature_layer=-1, image_seq_length=n_tokens)
-        model = LlavaForConditionalGeneration(cfg)
+        model = _construct(LlavaForConditionalGeneration, cfg, dtype, device)
         if vision == "siglip":
             proc = SiglipImageProcessor(size={"height": px, "width": px})
         else:
             proc = CLIPImageProcessor(size={"shortest_edge": px}, crop_size={"height": px, "width": px})
     elif family == "qwen2_5_vl":
-        px = image_px or 56
+        px = image_px or 112
         head_dim = s["hidden"] // s["heads"]
         # mrope_section must sum to head_dim / 2; proportions as published (16, 24, 24 of 64).
         half = head_dim // 2
@@ -197,10 +209,10 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
                                vision_start_token_id=ids["<|vision_start|>"],
                                vision_end_token_id=ids["<|vision_end|>"], eos_token_id=eos, pad_token_id=pad,
                                bos_token_id=None)
-        model = Qwen2_5_VLForConditionalGeneration(cfg)
+        model = _construct(Qwen2_5_VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)
     elif family == "internvl":
-        px = image_px or 56
+        px = image_px or 64
         patch = 14 if px % 14 == 0 else 8
         vcfg = dict(hidden_size=s["v_hidden"], intermediate_size=s["v_inter"], num_hidden_layers=s["v_layers"],
                     num_attention_heads=s["v_heads"], image_size=[px, px], patch_size=[patch, patch])
@@ -209,11 +221,35 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
         n_tokens = (px // patch // 2) ** 2
         cfg = InternVLConfig(vision_config=vcfg, text_config=tcfg, image_token_id=ids["<IMG_CONTEXT>"],
                              image_seq_length=n_tokens, tie_word_embeddings=False)
-        model = InternVLForConditionalGeneration(cfg)
+        model = _construct(InternVLForConditionalGeneration, cfg, dtype, device)
         proc = GotOcr2ImageProcessor(size={"height": px, "width": px}, crop_to_patches=False)
+    elif family == "qwen3_vl":
+        from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+        px = image_px or 128
+        head_dim = s["hidden"] // s["heads"]
+        half = head_dim // 2
+        t_sec = half // 4
+        h_sec = (half - t_sec) // 2
+        tcfg = _text_config("qwen3_vl_text", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"],
+                            s["inter"], head_dim=head_dim,
+                            rope_parameters={"rope_type": "default", "rope_theta": 5000000.0,
+                                             "mrope_section": [t_sec, h_sec, half - t_sec - h_sec],
+                                             "mrope_interleaved": True},
+                            eos_token_id=eos, pad_token_id=pad)
+        tcfg.pop("model_type")
+        vcfg = dict(depth=s["v_layers"], hidden_size=s["v_hidden"], intermediate_size=s["v_inter"],
+                    num_heads=s["v_heads"], out_hidden_size=s["hidden"], patch_size=16, spatial_merge_size=2,
+                    temporal_patch_size=2, num_position_embeddings=64,
+                    deepstack_visual_indexes=list(range(min(2, s["v_layers"]))))
+        cfg = Qwen3VLConfig(text_config=tcfg, vision_config=vcfg, image_token_id=ids["<|image_pad|>"],
+                            video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                            vision_end_token_id=ids["<|vision_end|>"])
+        model = _construct(Qwen3VLForConditionalGeneration, cfg, dtype, device)
+        proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px, patch_size=16, merge_size=2)
     else:
-        raise ValueError(f"unknown model family {family!r}; expected llava, qwen2_5_vl or internvl")
+        raise ValueError(f"unknown model family {family!r}; expected llava, qwen2_5_vl, qwen3_vl or internvl")
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
-    model = model.to(device=device, dtype=dtype).eval()
+    model = model.eval()
     return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family)

@@ -31,17 +31,19 @@ class VisualBlock:
     rows: torch.Tensor  # (n,) long
     cols: torch.Tensor  # (n,) long
     grid: tuple[int, int]  # (rows, cols) of the full grid the tokens come from
+    deepstack: torch.Tensor | None = None  # (layers, n, D) for Qwen3-VL, else None
 
     @classmethod
     def full(cls, vt: VisualTokens) -> VisualBlock:
         idx = torch.arange(vt.count)
-        return cls(vt.embeds, idx // vt.cols, idx % vt.cols, (vt.rows, vt.cols))
+        return cls(vt.embeds, idx // vt.cols, idx % vt.cols, (vt.rows, vt.cols), vt.deepstack)
 
     @classmethod
     def subset(cls, vt: VisualTokens, indices: torch.Tensor) -> VisualBlock:
         indices = indices.to(torch.long).cpu()
-        return cls(vt.embeds[indices.to(vt.embeds.device)], indices // vt.cols, indices % vt.cols,
-                   (vt.rows, vt.cols))
+        dev_idx = indices.to(vt.embeds.device)
+        deep = vt.deepstack[:, dev_idx] if vt.deepstack is not None else None
+        return cls(vt.embeds[dev_idx], indices // vt.cols, indices % vt.cols, (vt.rows, vt.cols), deep)
 
 
 @dataclass
@@ -115,6 +117,35 @@ def sequence_positions(backend: Backend, seq: Sequence) -> tuple[torch.Tensor, i
     return pos, cur
 
 
+@dataclass
+class Deepstack:
+    """Which rows of a sequence are visual and their DeepStack features (Qwen3-VL), for slicing."""
+
+    mask: torch.Tensor  # (L,) bool
+    feats: torch.Tensor  # (layers, n_visual, D) in row order
+
+    def rows(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        before = int(self.mask[:start].sum())
+        inside = int(self.mask[start:end].sum())
+        return self.mask[start:end], self.feats[:, before:before + inside]
+
+
+def sequence_deepstack(backend: Backend, seq: Sequence) -> Deepstack | None:
+    """The DeepStack rows of a sequence, or None for families without DeepStack."""
+    if not getattr(backend, "deepstack", False):
+        return None
+    mask = torch.zeros(len(seq.ids), dtype=torch.bool)
+    feats = []
+    for start, block in sorted(seq.blocks, key=lambda b: b[0]):
+        if block.deepstack is None:
+            raise ValueError("a visual block lacks the DeepStack features this model needs")
+        mask[start:start + block.embeds.shape[0]] = True
+        feats.append(block.deepstack.to(backend.device, backend.dtype))
+    if not feats:
+        return None
+    return Deepstack(mask, torch.cat(feats, dim=1))
+
+
 def sequence_embeds(backend: Backend, seq: Sequence) -> torch.Tensor:
     """(L, D) input embeddings: token embeddings with every visual block's rows overwritten.
 
@@ -165,11 +196,21 @@ class Runner:
         self.backend = backend
 
     def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
-                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V)."""
+                 attention_mask: torch.Tensor | None = None,
+                 deepstack: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+        """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V).
+
+        `deepstack` gives, per batch row, the visual-row mask (q,) and features (layers, n, D) of the rows
+        being fed (Qwen3-VL only)."""
         b = self.backend
+        extra = {}
+        if deepstack is not None:
+            mask = torch.stack([m for m, _ in deepstack]).to(b.device)
+            if bool(mask.any()):
+                feats = torch.cat([f for _, f in deepstack], dim=1)
+                extra = {"visual_pos_masks": mask, "deepstack_visual_embeds": list(feats.unbind(0))}
         out = b.language_model(inputs_embeds=embeds, position_ids=positions.to(b.device),
-                               past_key_values=cache, attention_mask=attention_mask, use_cache=True)
+                               past_key_values=cache, attention_mask=attention_mask, use_cache=True, **extra)
         return b.lm_head(out.last_hidden_state[:, -1, :]).float()
 
     @staticmethod
@@ -182,7 +223,9 @@ class Runner:
         if length > 0:
             pos, _ = sequence_positions(self.backend, seq)
             emb = sequence_embeds(self.backend, seq)[:length]
-            self._forward(emb[None], self._batch_positions(pos[..., :length]), cache)
+            deep = sequence_deepstack(self.backend, seq)
+            self._forward(emb[None], self._batch_positions(pos[..., :length]), cache,
+                          deepstack=[deep.rows(0, length)] if deep else None)
         layers = _snapshot(cache) if length > 0 else []
         return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers)
 
@@ -202,6 +245,7 @@ class Runner:
         b = self.backend
         cache, p0 = self._start(seqs[0], prefix)
         built = [(sequence_embeds(b, s), sequence_positions(b, s)[0]) for s in seqs]
+        deeps = [sequence_deepstack(b, s) for s in seqs]
         lcp = _common_prefix_length([s.ids for s in seqs])
         lcp = min(lcp, min(len(s) for s in seqs) - 1)  # every row needs at least one own token for its logits
         if lcp < p0:
@@ -210,7 +254,8 @@ class Runner:
             lcp = p0  # visual rows differ inside the common ids: share only the cached prefix
         if lcp > p0:
             emb0, pos0 = built[0]
-            self._forward(emb0[None, p0:lcp], self._batch_positions(pos0[..., p0:lcp]), cache)
+            self._forward(emb0[None, p0:lcp], self._batch_positions(pos0[..., p0:lcp]), cache,
+                          deepstack=[deeps[0].rows(p0, lcp)] if deeps[0] else None)
         n = len(seqs)
         tails = [len(s) - lcp for s in seqs]
         t_max = max(tails)
@@ -232,7 +277,13 @@ class Runner:
                 if layer.get_seq_length() > 0:
                     layer.batch_repeat_interleave(n)
         needs_mask = any(t != t_max for t in tails)
-        return self._forward(emb, pos, cache, mask if needs_mask else None)
+        deep_rows = None
+        if deeps[0] is not None:
+            deep_rows = []
+            for i, d in enumerate(deeps):
+                m, f = d.rows(lcp, len(seqs[i]))
+                deep_rows.append((torch.cat([torch.zeros(t_max - tails[i], dtype=torch.bool), m]), f))
+        return self._forward(emb, pos, cache, mask if needs_mask else None, deepstack=deep_rows)
 
     def generate(self, seq: Sequence, max_new_tokens: int, prefix: PrefixCache | None = None,
                  capture: Capture | None = None, min_new_tokens: int = 0) -> list[int]:
@@ -244,9 +295,11 @@ class Runner:
         cache, p0 = self._start(seq, prefix)
         pos, next_pos = sequence_positions(b, seq)
         emb = sequence_embeds(b, seq)
+        deep = sequence_deepstack(b, seq)
         if capture is not None:
             capture.rows = capture.prefill_rows
-        logits = self._forward(emb[None, p0:], self._batch_positions(pos[..., p0:]), cache)
+        logits = self._forward(emb[None, p0:], self._batch_positions(pos[..., p0:]), cache,
+                               deepstack=[deep.rows(p0, len(seq))] if deep else None)
         out: list[int] = []
         while True:
             logits[:, suppressed] = float("-inf")

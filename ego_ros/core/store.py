@@ -77,6 +77,8 @@ def memory_to_bytes(memory: ConceptMemory) -> bytes:
         tensors[f"view{i}.embeds"] = v.embeds.detach().to("cpu").contiguous()
         tensors[f"view{i}.indices"] = v.indices.detach().to("cpu", torch.int64).contiguous()
         tensors[f"view{i}.importance"] = v.importance.detach().to("cpu", torch.float32).contiguous()
+        if v.deepstack is not None:
+            tensors[f"view{i}.deepstack"] = v.deepstack.detach().to("cpu").contiguous()
         if v.reference is not None:
             tensors[f"view{i}.reference"] = torch.from_numpy(np.ascontiguousarray(v.reference, dtype=np.uint8))
         views_meta.append({
@@ -108,6 +110,7 @@ def memory_from_bytes(data: bytes, source: str = "<bytes>") -> ConceptMemory:
                 k_c=int(vm["k_c"]), importance=tensors[f"view{i}.importance"],
                 area_answer=vm.get("area_answer", ""),
                 reference=tensors[f"view{i}.reference"].numpy() if f"view{i}.reference" in tensors else None,
+                deepstack=tensors.get(f"view{i}.deepstack"),
             ))
             if views[-1].embeds.shape[0] != views[-1].indices.shape[0]:
                 raise ValueError(f"view {i}: {views[-1].embeds.shape[0]} embeddings for "

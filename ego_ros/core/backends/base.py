@@ -42,6 +42,8 @@ class VisualTokens:
     cols: int
     box: tuple[float, float, float, float]
     image_size: tuple[int, int]
+    #: (layers, N, D) features added to early LLM layers at the visual rows (Qwen3-VL DeepStack), or None
+    deepstack: torch.Tensor | None = None
 
     @property
     def count(self) -> int:
@@ -216,6 +218,9 @@ class Backend(ABC):
     def _fingerprint_tensors(self) -> list[torch.Tensor]:
         emb = self.model.get_input_embeddings().weight
         params = [p for n, p in self.model.named_parameters() if "projector" in n or "merger" in n]
+        # the last projector weights decide the LLM input space; order by name for stability
+        params = [p for _, p in sorted((n, p) for n, p in self.model.named_parameters()
+                                       if "projector" in n or "merger" in n)]
         return [emb[:64]] + params[-2:]
 
     def describe(self) -> dict[str, Any]:

@@ -158,8 +158,34 @@ class InternVLBackend(Backend):
         return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images)}
 
 
+class Qwen3VLBackend(Qwen25VLBackend):
+    """Qwen3-VL: Qwen2.5-VL framing and M-RoPE, plus DeepStack.
+
+    Qwen3-VL adds features from intermediate vision layers to the hidden states of the first LLM layers
+    at every visual row. A memory therefore keeps, for each selected token, its DeepStack features too,
+    and the sequence layer passes them with the rows being fed.
+    """
+
+    family = "qwen3_vl"
+    deepstack = True
+
+    def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
+        px = self.pixel_inputs(images)
+        out = self.model.model.get_image_features(px["pixel_values"], px["image_grid_thw"])
+        feats = _pooled(out)
+        deep = [torch.stack(per_image) for per_image in zip(*out.deepstack_features)]
+        result = []
+        for img, f, d, thw in zip(images, feats, deep, px["image_grid_thw"].tolist()):
+            rows, cols = thw[1] // self.merge, thw[2] // self.merge
+            w, h = img.size
+            result.append(VisualTokens(embeds=f, rows=rows, cols=cols, box=(0.0, 0.0, float(w), float(h)),
+                                       image_size=img.size, deepstack=d))
+        return result
+
+
 BACKENDS: dict[str, type[Backend]] = {
     "llava": LlavaBackend,
     "qwen2_5_vl": Qwen25VLBackend,
     "internvl": InternVLBackend,
+    "qwen3_vl": Qwen3VLBackend,
 }

@@ -1,0 +1,92 @@
+"""The `ego-ros` command line: JSON outputs and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import random_image
+
+from ego_ros.cli import main
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        random_image(i).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_introduce_then_recognize_prints_json(tmp_path, pictures, capsys):
+    store = str(tmp_path / "store")
+    code, out, _ = _run(capsys, "introduce", "--model", "random:llava", "--store", store, "--name", "kona",
+                        pictures[0], pictures[1])
+    assert code == 0
+    intro = json.loads(out)
+    assert intro["name"] == "kona" and set(intro) >= {"keywords", "alpha", "k_c", "num_tokens", "seconds"}
+    assert len(intro["k_c"]) == 2
+    code, out, _ = _run(capsys, "introduce", "--model", "random:llava", "--store", store, "--name", "milo",
+                        pictures[1])
+    code, out, _ = _run(capsys, "recognize", "--model", "random:llava", "--store", store, pictures[2])
+    assert code == 0
+    rec = json.loads(out)
+    assert set(rec["probabilities"]) == {"kona", "milo"}
+    assert all(0.0 <= p <= 1.0 for p in rec["probabilities"].values())
+
+
+def test_concepts_list_rename_remove(tmp_path, pictures, capsys):
+    store = str(tmp_path / "store")
+    _run(capsys, "introduce", "--model", "random:llava", "--store", store, "--name", "kona", pictures[0])
+    code, out, _ = _run(capsys, "concepts", "--model", "random:llava", "--store", store, "rename", "kona", "Kona")
+    assert code == 0
+    code, out, _ = _run(capsys, "concepts", "--model", "random:llava", "--store", store, "list")
+    assert [c["name"] for c in json.loads(out)["concepts"]] == ["Kona"]
+    code, out, _ = _run(capsys, "concepts", "--model", "random:llava", "--store", store, "remove", "Kona")
+    code, out, _ = _run(capsys, "concepts", "--model", "random:llava", "--store", store, "list")
+    assert json.loads(out)["concepts"] == []
+
+
+def test_ask_and_caption_print_answers(tmp_path, pictures, capsys):
+    store = str(tmp_path / "store")
+    _run(capsys, "introduce", "--model", "random:llava", "--store", store, "--name", "kona", pictures[0])
+    code, out, _ = _run(capsys, "ask", "--model", "random:llava", "--store", store, pictures[1], "-q",
+                        "Where is kona?", "--max-new-tokens", "3")
+    assert code == 0 and json.loads(out)["concepts"] == ["kona"]
+    code, out, _ = _run(capsys, "caption", "--model", "random:llava", "--store", store, pictures[1],
+                        "--max-new-tokens", "3")
+    assert code == 0 and "caption" in json.loads(out)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["recognize", "--model", "random:llava", "nope.png"], "not found"),
+    (["introduce", "--model", "random:llava", "--name", "a/b", "X"], "path separator"),
+    (["recognize", "--model", "random:nosuch", "X"], "unknown family"),
+    (["recognize", "--model", "random:llava", "--device", "cuda:7", "X"], "CUDA"),
+])
+def test_bad_input_exits_2_with_a_message(tmp_path, capsys, argv, message, monkeypatch):
+    monkeypatch.setenv("EGO_ROS_HOME", str(tmp_path))
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and message in err and out == ""
+
+
+def test_unknown_concept_exits_2(tmp_path, pictures, capsys):
+    code, _, err = _run(capsys, "recognize", "--model", "random:llava", "--store", str(tmp_path / "s"),
+                        pictures[0], "--concepts", "rex")
+    assert code == 2 and "unknown concept 'rex'" in err
+
+
+def test_console_entry_point_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ego_ros.cli", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "introduce" in proc.stdout and "recognize" in proc.stdout
