@@ -235,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _registrars() -> list[Callable[[Any], None]]:
     """Subcommands contributed by the other parts of the package (toy world, evaluation, ROS demo)."""
-    out = []
+    from .quickstart import register as quickstart_register
+
+    out = [quickstart_register]
     from .toy.cli import register as toy_register
 
     out.append(toy_register)
