@@ -53,7 +53,7 @@ setup(
             "rosbags>=0.10",
         ],
         "eval": ["matplotlib>=3.7"],
-        "dev": ["pytest>=7", "ruff>=0.6", "flake8", "pydocstyle"],
+        "dev": ["pytest>=7", "ruff>=0.6", "flake8>=7", "pydocstyle>=6", "ros-ament-flake8", "ros-ament-pep257"],
     },
     zip_safe=False,
     maintainer="ego_ros developers",

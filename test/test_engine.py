@@ -191,3 +191,9 @@ def test_fingerprint_differs_between_models_and_ignores_dtype():
 
 def test_mentioned_matches_whole_names_case_insensitively():
     assert mentioned("Kona sleeps next to bo's bowl", ["kona", "bo", "boat", "milo"]) == ["kona", "bo"]
+
+
+def test_text_only_questions_need_no_image(engine):
+    engine.introduce("kona", [random_image(1)])
+    answer = engine.ask(None, "Who is kona?", max_new_tokens=3)
+    assert isinstance(answer.text, str) and answer.concepts == ["kona"]

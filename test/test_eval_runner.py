@@ -107,9 +107,21 @@ def test_engine_options_reach_the_loaded_engine(yollava, tmp_path):
         limit=1,
         tasks=["recognition"],
         engine_options={"threshold": 0.9, "max_context_concepts": 2},
+        recognition_context="all",
         progress=False,
     )
     assert results["engine_config"]["threshold"] == 0.9
     assert results["settings"]["engine_options"] == {"max_context_concepts": 2, "threshold": 0.9}
     # Three concepts, a context of two: one decision per image is made without its memory.
     assert results["metrics"]["recognition"]["not_considered"] == 1
+
+
+def test_single_concept_protocol_gives_each_question_its_own_concept_only(yollava, tmp_path):
+    each = run_eval(yollava, MODEL, "ego", 1, tmp_path / "each", tasks=["recognition"], progress=False,
+                    engine_options={"max_context_concepts": 1})
+    assert each["settings"]["recognition_context"] == "each"
+    # With one concept in context per question, a context budget of one filters nothing.
+    assert each["metrics"]["recognition"]["not_considered"] == 0
+    both = run_eval(yollava, MODEL, "ego", 1, tmp_path / "all", tasks=["recognition"], progress=False,
+                    engine_options={"max_context_concepts": 1}, recognition_context="all")
+    assert both["metrics"]["recognition"]["not_considered"] > 0

@@ -226,10 +226,11 @@ class EgoEngine:
             probs = self._probabilities(logits)
         return [Recognition(name, p, p >= self.config.threshold) for p in probs]
 
-    def ask(self, image: ImageInput, question: str, concepts: list[str] | None = None,
+    def ask(self, image: ImageInput | None, question: str, concepts: list[str] | None = None,
             max_new_tokens: int | None = None) -> Answer:
-        """Answer a free-form question about an image with the named concepts in context."""
-        return self._answer([to_rgb(image)], question, concepts, max_new_tokens)
+        """Answer a free-form question about an image (or, with image None, a text-only question) with
+        the named concepts in context."""
+        return self._answer([] if image is None else [to_rgb(image)], question, concepts, max_new_tokens)
 
     def caption(self, image: ImageInput, concepts: list[str] | None = None,
                 max_new_tokens: int | None = None) -> Answer:
@@ -347,8 +348,11 @@ class EgoEngine:
         names = self._names(concepts)
         t0 = time.perf_counter()
         with self._lock, self._device_guard(), torch.inference_mode():
-            vts = self.backend.encode_images(images)
-            names = self._filter(names, vts[0])
+            vts = self.backend.encode_images(images) if images else []
+            if vts:
+                names = self._filter(names, vts[0])
+            elif len(names) > self.config.max_context_concepts:
+                names = names[:self.config.max_context_concepts]
             seq = self._sequence(names, vts, question, video=video)
             prefix = self._prefix(seq, names)
             ids = self.runner.generate(seq, max_new_tokens or self.config.max_new_tokens, prefix=prefix)

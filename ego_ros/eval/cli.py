@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="engine setting (EngineConfig field), e.g. max_context_concepts=64 or threshold=0.5; repeatable",
     )
+    p.add_argument("--recognition-context", choices=("auto", "each", "all"), default="auto",
+                   help="recognition: each concept alone in context (single-concept protocol), all at once "
+                   "(multi-concept), or auto (all for multi-concept datasets, each otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_command, _eval_parser=p)
 
@@ -109,6 +112,7 @@ def _run_command(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens,
             video_frames=args.video_frames,
             engine_options=engine_options,
+            recognition_context=args.recognition_context,
         )
     except (DatasetError, JudgeError, EgoError, ValueError) as exc:
         print(f"ego-ros eval: error: {exc}", file=sys.stderr)

@@ -151,9 +151,11 @@ def run_settings(
     max_new_tokens: int,
     video_frames: int,
     engine_options: dict[str, Any] | None = None,
+    recognition_context: str = "each",
 ) -> dict[str, Any]:
     """Return the settings that change results; their hash keys the cache (limit, device, judge are not in it)."""
     return {
+        "recognition_context": recognition_context,
         "engine_options": dict(sorted((engine_options or {}).items())),
         "dataset_kind": ds.kind,
         "dataset_root": ds.root.resolve().as_posix(),
@@ -222,8 +224,10 @@ class _Session:
         video_frames: int,
         engine: Any | None,
         engine_options: dict[str, Any],
+        recognition_context: str = "each",
     ) -> None:
         self.ds, self.spec, self.cache, self.shash = ds, spec, cache, shash
+        self.recognition_context = recognition_context
         self.engine_options = engine_options
         self.model, self.device, self.dtype, self.store_dir = model, device, dtype, store_dir
         self.seed, self.max_new_tokens, self.video_frames = seed, max_new_tokens, video_frames
@@ -275,6 +279,9 @@ class _Session:
         self.introduced = True
 
     def recognition(self, items: Sequence[WorkItem], bar: Any) -> None:
+        if self.recognition_context == "each":
+            self._recognition_each(items, bar)
+            return
         by_image: dict[str, list[WorkItem]] = {}
         for w in items:
             by_image.setdefault(w.image, []).append(w)
@@ -289,24 +296,46 @@ class _Session:
             for w in group:
                 if w.concept not in found:
                     raise RuntimeError(f"engine.recognize returned no result for concept {w.concept!r} on {rel}")
-                r = found[w.concept]
-                prob = getattr(r, "probability", None)
-                self.cache.put(
-                    w.key,
-                    task=w.task,
-                    image=w.image,
-                    concept=w.concept,
-                    method=self.spec.name,
-                    settings=self.shash,
-                    seconds=elapsed / len(names),
-                    result={
-                        "present": bool(r.present),
-                        "probability": None if prob is None else float(prob),
-                        # False when the engine's similarity filter left the concept out of the context
-                        "considered": bool(getattr(r, "considered", True)),
-                    },
-                )
+                self._put_recognition(w, found[w.concept], elapsed / len(names))
                 bar.update(1)
+
+    def _recognition_each(self, items: Sequence[WorkItem], bar: Any, batch: int = 8) -> None:
+        """Single-concept protocol: each question sees only its own concept's memory in context.
+
+        Concept-major order keeps one concept's encoded prefix cached while its images run in batches.
+        """
+        by_concept: dict[str, list[WorkItem]] = {}
+        for w in items:
+            by_concept.setdefault(w.concept, []).append(w)
+        engine = self.get_engine()
+        for concept, group in by_concept.items():
+            for i in range(0, len(group), batch):
+                chunk = group[i:i + batch]
+                images = [_open_image(w.record.image) for w in chunk]
+                start = time.perf_counter()
+                recs = engine.recognize_frames(images, concept)
+                elapsed = time.perf_counter() - start
+                for w, r in zip(chunk, recs):
+                    self._put_recognition(w, r, elapsed / len(chunk))
+                    bar.update(1)
+
+    def _put_recognition(self, w: WorkItem, r: Any, seconds: float) -> None:
+        prob = getattr(r, "probability", None)
+        self.cache.put(
+            w.key,
+            task=w.task,
+            image=w.image,
+            concept=w.concept,
+            method=self.spec.name,
+            settings=self.shash,
+            seconds=seconds,
+            result={
+                "present": bool(r.present),
+                "probability": None if prob is None else float(prob),
+                # False when the engine's similarity filter left the concept out of the context
+                "considered": bool(getattr(r, "considered", True)),
+            },
+        )
 
     def vqa(self, items: Sequence[WorkItem], bar: Any) -> None:
         for w in items:
@@ -371,8 +400,13 @@ def run_eval(
     video_frames: int = 8,
     engine_options: dict[str, Any] | None = None,
     engine: Any | None = None,
+    recognition_context: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``method`` with ``model`` on a dataset and write results into ``out_dir``.
+
+    ``recognition_context``: "each" asks about every concept with only that concept's memory in
+    context (the paper's single-concept protocol), "all" puts every concept of the dataset in context
+    at once (multi-concept), "auto" picks "all" for multi-concept datasets and "each" otherwise.
 
     ``engine_options`` are extra ``EgoEngine.load`` keywords (``EngineConfig`` fields such as
     ``threshold`` or ``max_context_concepts``); they are part of the settings hash. ``engine`` may be an
@@ -393,6 +427,10 @@ def run_eval(
         raise ValueError(f"task(s) {unknown} not provided by {parsed.kind}; it provides {list(ds.tasks)}")
     jid = judge_id(judge, judge_config)
     judge_obj: Judge | None = None if judge == "local" else make_judge(judge, judge_config)
+    if recognition_context not in ("auto", "each", "all"):
+        raise ValueError(f"recognition_context must be auto, each or all, got {recognition_context!r}")
+    if recognition_context == "auto":
+        recognition_context = "all" if ds.multi_concept else "each"
 
     engine_options = dict(engine_options or {})
     settings = run_settings(
@@ -404,6 +442,7 @@ def run_eval(
         max_new_tokens=max_new_tokens,
         video_frames=video_frames,
         engine_options=engine_options,
+        recognition_context=recognition_context,
     )
     shash = settings_hash(settings)
     out = Path(out_dir)
@@ -429,6 +468,7 @@ def run_eval(
         video_frames=video_frames,
         engine=engine,
         engine_options=engine_options,
+        recognition_context=recognition_context,
     )
     if n_pending:
         with tqdm(total=n_pending, desc=f"eval {spec.name} on {ds.kind}", unit="sample", disable=not progress) as bar:
