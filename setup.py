@@ -23,7 +23,7 @@ setup(
         "setuptools",
         "numpy>=1.24",
         "torch>=2.4,<=2.14.1",
-        "transformers>=5.17,<6",
+        "transformers>=5.17,<5.40",  # 5.40 drops the past_key_values argument the engine passes
         "tokenizers>=0.21",
         "safetensors>=0.4",
         "pillow>=10",

@@ -80,3 +80,175 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int:
     if log is not None:
         log.close()
     return proc.returncode
+
+
+@contextmanager
+def ros_client(domain: int, name: str = "test_client", log_dir: str | Path | None = None) -> Iterator[tuple]:
+    """(node, executor) of a private rclpy context in this test process on `domain`; torn down on exit."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    with use_ros_env(domain, log_dir):
+        context = Context()
+        rclpy.init(context=context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node(name, context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        try:
+            yield node, executor
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            context.shutdown()
+
+
+def spin_until(executor, predicate, timeout: float) -> bool:
+    """Spin `executor` until `predicate()` is true (True) or `timeout` seconds pass (False)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+        if predicate():
+            return True
+    return predicate()
+
+
+def ros_param_args(params: dict) -> list[str]:
+    """``["-p", "k:=v", ...]`` for `params` (strings quoted so ROS's YAML parsing keeps them strings)."""
+    import json
+
+    out = []
+    for key, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            text = json.dumps(list(value))
+        elif isinstance(value, str):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        out += ["-p", f"{key}:={text}"]
+    return out
+
+
+def ego_node_command(params: dict, namespace: str = "") -> list[str]:
+    """The command line of an Ego node process (`python -m ego_ros.ros.node`) with `params`."""
+    import sys
+
+    args = [sys.executable, "-m", "ego_ros.ros.node", "--ros-args", *ros_param_args(params)]
+    if namespace:
+        args += ["-r", f"__ns:={namespace}"]
+    return args
+
+
+class ServiceCaller:
+    """Calls services from a test node: one cached client per service, rclpy's
+    spin_until_future_complete with a timeout, TimeoutError when no answer comes."""
+
+    def __init__(self, node, executor, timeout: float = 30.0) -> None:
+        self.node, self.executor, self.timeout = node, executor, timeout
+        self._clients: dict[str, object] = {}
+
+    def __call__(self, srv_type, name: str, request=None, timeout: float | None = None):
+        timeout = self.timeout if timeout is None else timeout
+        client = self._clients.get(name)
+        if client is None or client.srv_type is not srv_type:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} did not appear within {timeout} s")
+        future = client.call_async(srv_type.Request() if request is None else request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        if not future.done():
+            raise TimeoutError(f"service {name} did not answer within {timeout} s")
+        return future.result()
+
+
+def store_snapshot(directory: str | Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under a concept store directory (to prove it unchanged)."""
+    import hashlib
+
+    root = Path(directory)
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def random_rgb(seed: int, height: int = 48, width: int = 64):
+    """A reproducible noise picture (HxWx3 uint8)."""
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def raw_image(seed: int, stamp: tuple[int, int] = (0, 0), frame_id: str = ""):
+    """A sensor_msgs/Image (rgb8) of `random_rgb(seed)` with the given header."""
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from ego_ros.ros.image_conversion import rgb_to_image_fields
+
+    return Image(header=Header(stamp=Time(sec=stamp[0], nanosec=stamp[1]), frame_id=frame_id),
+                 **rgb_to_image_fields(random_rgb(seed)))
+
+
+def header_key(header) -> tuple[int, int, str]:
+    """(sec, nanosec, frame_id) of a std_msgs/Header, to match outputs with their input frames."""
+    return header.stamp.sec, header.stamp.nanosec, header.frame_id
+
+
+class FakeCamera:
+    """Publishes noise frames from a test node on a 20 Hz timer, raw or JPEG-compressed, with
+    sensor-data QoS. Stamps advance `step_ns` per frame (synthetic time, never the wall clock).
+
+    Each camera starts its stamps 1000 s after the previous one's, and every header any camera
+    published is kept in `ALL_HEADERS`, so an output can be traced to exactly one input frame.
+    """
+
+    ALL_HEADERS: set[tuple[int, int, str]] = set()
+    _instances = 0
+
+    def __init__(self, node, topic: str, compressed: bool = False, frame_id: str = "cam_optical",
+                 step_ns: int = 100_000_000) -> None:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage, Image
+
+        self.node, self.compressed, self.frame_id, self.step_ns = node, compressed, frame_id, step_ns
+        self.publisher = node.create_publisher(CompressedImage if compressed else Image, topic,
+                                               qos_profile_sensor_data)
+        FakeCamera._instances += 1
+        self.ns = 1_000 * FakeCamera._instances * 10**9
+        self.count = 0
+        self.headers: set[tuple[int, int, str]] = set()
+        self.timer = node.create_timer(0.05, self.publish_one)
+
+    def publish_one(self) -> None:
+        from builtin_interfaces.msg import Time
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import Header
+
+        from ego_ros.ros.image_conversion import rgb_to_compressed, rgb_to_image_fields
+
+        self.count += 1
+        self.ns += self.step_ns
+        header = Header(stamp=Time(sec=self.ns // 10**9, nanosec=self.ns % 10**9), frame_id=self.frame_id)
+        rgb = random_rgb(self.count)
+        if self.compressed:
+            msg = CompressedImage(header=header, **rgb_to_compressed(rgb, "jpeg"))
+        else:
+            msg = Image(header=header, **rgb_to_image_fields(rgb))
+        self.headers.add(header_key(header))
+        FakeCamera.ALL_HEADERS.add(header_key(header))
+        self.publisher.publish(msg)
+
+    def jump(self, seconds: float) -> None:
+        """Advance the stamp of the next frame by `seconds` (simulated time passing)."""
+        self.ns += int(seconds * 1e9)
+
+    def close(self) -> None:
+        self.node.destroy_timer(self.timer)
+        self.node.destroy_publisher(self.publisher)

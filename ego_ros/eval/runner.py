@@ -151,9 +151,11 @@ def run_settings(
     max_new_tokens: int,
     video_frames: int,
     engine_options: dict[str, Any] | None = None,
-    recognition_context: str = "each",
+    recognition_context: str = "auto",
 ) -> dict[str, Any]:
     """Return the settings that change results; their hash keys the cache (limit, device, judge are not in it)."""
+    if recognition_context == "auto":
+        recognition_context = "all" if ds.multi_concept else "each"
     return {
         "recognition_context": recognition_context,
         "engine_options": dict(sorted((engine_options or {}).items())),
