@@ -17,6 +17,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/demo_concepts", glob("config/demo_concepts/*.png")),
     ],
     python_requires=">=3.10",
     install_requires=[
@@ -63,6 +64,8 @@ setup(
     entry_points={
         "console_scripts": [
             "ego-ros = ego_ros.cli:main",
+            "ego_node = ego_ros.ros.node:main",
+            "synthetic_camera = ego_ros.ros.synthetic_camera:main",
         ],
     },
 )

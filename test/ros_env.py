@@ -252,3 +252,12 @@ class FakeCamera:
     def close(self) -> None:
         self.node.destroy_timer(self.timer)
         self.node.destroy_publisher(self.publisher)
+
+
+_NAMESPACES = itertools.count(1)
+
+
+def unique_namespace(stem: str = "test") -> str:
+    """A namespace no other test process uses (pid + counter): names cannot collide even when two
+    test runs on one machine happen to share a ROS domain."""
+    return f"/{stem}_{os.getpid()}_{next(_NAMESPACES)}"

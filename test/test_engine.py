@@ -197,3 +197,12 @@ def test_text_only_questions_need_no_image(engine):
     engine.introduce("kona", [random_image(1)])
     answer = engine.ask(None, "Who is kona?", max_new_tokens=3)
     assert isinstance(answer.text, str) and answer.concepts == ["kona"]
+
+
+def test_introduce_reports_each_view_as_it_finishes(engine):
+    seen = []
+    mem = engine.introduce("kona", [random_image(1), random_image(2)],
+                           on_view=lambda i, view: seen.append((i, view.k_c, engine.store.names())))
+    assert [i for i, _, _ in seen] == [0, 1]
+    assert [k for _, k, _ in seen] == mem.k_c
+    assert all(names == [] for _, _, names in seen), "views are reported before the concept is stored"

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from .errors import BusyError, DeviceOutOfMemoryError, DuplicateConceptError, In
 from .images import ImageInput, to_rgb
 from .introduce import IntroduceOptions, timed_introduce
 from .loading import load_backend, model_directory
-from .memory import ConceptMemory, validate_name
+from .memory import ConceptMemory, MemoryView, validate_name
 from .sequence import PrefixCache, Runner, Sequence
 from .store import ConceptStore
 
@@ -137,10 +137,12 @@ class EgoEngine:
 
     # ----- concepts ------------------------------------------------------------------------------------
     def introduce(self, name: str, images: list[ImageInput], options: IntroduceOptions | None = None,
-                  notes: str = "", replace_existing: bool = False, wait: bool = True) -> ConceptMemory:
+                  notes: str = "", replace_existing: bool = False, wait: bool = True,
+                  on_view: Callable[[int, MemoryView], None] | None = None) -> ConceptMemory:
         """Build a concept memory from reference images and store it (atomically, after success).
 
         With wait=False a call that finds the engine busy raises BusyError instead of queueing.
+        `on_view(i, view)` reports each finished view (keywords, K_c) while the others are processed.
         """
         name = validate_name(name)
         if not images:
@@ -154,7 +156,7 @@ class EgoEngine:
             self._introducing = name
             try:
                 with self._device_guard():
-                    views, seconds = timed_introduce(self.backend, self.runner, rgb, self.layers, opts)
+                    views, seconds = timed_introduce(self.backend, self.runner, rgb, self.layers, opts, on_view)
                 memory = ConceptMemory(name=name, views=views, fingerprint=self.backend.fingerprint(),
                                        model=self.backend.name, selection=opts.selection, notes=notes,
                                        seconds=seconds)
@@ -163,6 +165,19 @@ class EgoEngine:
                 return memory
             finally:
                 self._introducing = None
+
+    def build_view(self, image: ImageInput, options: IntroduceOptions | None = None) -> tuple[MemoryView, float]:
+        """One reference view's memory (keywords, area, selected tokens) without storing anything.
+
+        For introductions whose views arrive over time (a live camera): build each view as its frame
+        comes, then store them together with `add_memory`. Returns the view and the seconds it took.
+        """
+        rgb = to_rgb(image, what="reference image")
+        opts = options or self.config.introduce
+        opts.validate()
+        with self._lock, self._device_guard():
+            views, seconds = timed_introduce(self.backend, self.runner, [rgb], self.layers, opts)
+        return views[0], seconds
 
     def add_memory(self, memory: ConceptMemory, replace_existing: bool = False) -> None:
         with self._lock:

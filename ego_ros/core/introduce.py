@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,8 +192,9 @@ def select_tokens(importance: torch.Tensor, k_c: int, selection: str, seed: int 
 
 
 def introduce_views(backend: Backend, runner: Runner, images: list[Image.Image], layers: list[int] | None,
-                    options: IntroduceOptions) -> list[MemoryView]:
-    """Build one MemoryView per reference image."""
+                    options: IntroduceOptions,
+                    on_view: Callable[[int, MemoryView], None] | None = None) -> list[MemoryView]:
+    """Build one MemoryView per reference image; `on_view(i, view)` is called as each view is done."""
     options.validate()
     if options.masks is not None and len(options.masks) != len(images):
         raise ValueError(f"{len(options.masks)} masks for {len(images)} views")
@@ -221,14 +223,17 @@ def introduce_views(backend: Backend, runner: Runner, images: list[Image.Image],
             deepstack=(vt.deepstack[:, idx.to(vt.deepstack.device)].detach().clone()
                        if vt.deepstack is not None else None),
         ))
+        if on_view is not None:
+            on_view(i, views[-1])
     return views
 
 
 def timed_introduce(backend: Backend, runner: Runner, images: list[Image.Image], layers: list[int] | None,
-                    options: IntroduceOptions) -> tuple[list[MemoryView], float]:
+                    options: IntroduceOptions, on_view: Callable[[int, MemoryView], None] | None = None
+                    ) -> tuple[list[MemoryView], float]:
     t0 = time.perf_counter()
     with torch.inference_mode():
-        views = introduce_views(backend, runner, images, layers, options)
+        views = introduce_views(backend, runner, images, layers, options, on_view)
     if backend.device.type == "cuda":
         torch.cuda.synchronize(backend.device)
     return views, time.perf_counter() - t0
