@@ -183,3 +183,12 @@ def test_unicode_names_are_accepted(name):
 
 def test_names_are_nfc_normalised():
     assert validate_name("Cafe\u0301") == "Café"
+
+
+def test_rename_keeps_the_concept_order(tmp_path):
+    s = ConceptStore.open(tmp_path, FP)
+    for n in ("a", "b", "c"):
+        s.add(memory(n))
+    s.rename("a", "z")
+    assert s.names() == ["z", "b", "c"]
+    assert ConceptStore.open(tmp_path, FP).names() == ["z", "b", "c"]

@@ -242,22 +242,8 @@ class ConceptStore:
         with self._lock:
             if name in self._memories and not replace:
                 raise DuplicateConceptError(f"concept {name!r} already exists (remove it, rename it or ask to replace)")
-            old_entry = self._files.get(name)
             if self.directory is not None:
-                data = memory_to_bytes(memory)
-                fname = f"{uuid.uuid4().hex}.safetensors"
-                atomic_write_bytes(self.directory / CONCEPTS_DIR / fname, data)
-                entry = {"file": fname, "sha256": hashlib.sha256(data).hexdigest(), "created": memory.created}
-                files = dict(self._files)
-                files[name] = entry
-                try:
-                    self._write_index(files)
-                except BaseException:
-                    self._unlink(fname)
-                    raise
-                self._files = files
-                if old_entry is not None:
-                    self._unlink(old_entry["file"])
+                self._commit_file(memory, drop=name)
             self._memories[name] = memory.to(self.device, self.dtype)
             self._bump(name)
 
@@ -283,21 +269,8 @@ class ConceptStore:
             if new in self._memories:
                 raise DuplicateConceptError(f"cannot rename {old!r} to {new!r}: that name exists")
             if self.directory is not None:
-                # The memory file stores its name too: write a renamed copy first, then the index.
-                renamed = ConceptMemory(**{**memory.__dict__, "name": new})
-                data = memory_to_bytes(renamed)
-                fname = f"{uuid.uuid4().hex}.safetensors"
-                atomic_write_bytes(self.directory / CONCEPTS_DIR / fname, data)
-                files = dict(self._files)
-                old_entry = files.pop(old)
-                files[new] = {**old_entry, "file": fname, "sha256": hashlib.sha256(data).hexdigest()}
-                try:
-                    self._write_index(files)
-                except BaseException:
-                    self._unlink(fname)
-                    raise
-                self._files = files
-                self._unlink(old_entry["file"])
+                # The memory file stores its name too: write a renamed copy, then the index.
+                self._commit_file(ConceptMemory(**{**memory.__dict__, "name": new}), drop=old)
             memory.name = new
             self._memories = {(new if k == old else k): v for k, v in self._memories.items()}
             self._revisions.pop(old, None)
@@ -311,6 +284,26 @@ class ConceptStore:
     def _bump(self, name: str) -> None:
         self._counter += 1
         self._revisions[name] = self._counter
+
+    def _commit_file(self, memory: ConceptMemory, drop: str) -> None:
+        """Write `memory` to a new file, then the index naming it in place of `drop`'s entry, then remove
+        the file `drop` had. A failure before the index is written leaves the store as it was."""
+        data = memory_to_bytes(memory)
+        fname = f"{uuid.uuid4().hex}.safetensors"
+        atomic_write_bytes(self.directory / CONCEPTS_DIR / fname, data)
+        old_entry = self._files.get(drop)
+        # keep the concept's place in the index (a rename must not reorder the store)
+        files = {(memory.name if k == drop else k): v for k, v in self._files.items()}
+        files[memory.name] = {"file": fname, "sha256": hashlib.sha256(data).hexdigest(),
+                              "created": memory.created}
+        try:
+            self._write_index(files)
+        except BaseException:
+            self._unlink(fname)
+            raise
+        self._files = files
+        if old_entry is not None:
+            self._unlink(old_entry["file"])
 
     def _write_index(self, files: dict[str, dict[str, Any]]) -> None:
         assert self.directory is not None

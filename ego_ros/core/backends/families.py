@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from PIL import Image
@@ -13,6 +14,26 @@ from .base import Backend, VisualTokens
 def _pooled(out) -> list[torch.Tensor] | torch.Tensor:
     """get_image_features returns a tensor in older transformers and an output with pooler_output in 5.x."""
     return out.pooler_output if hasattr(out, "pooler_output") else out
+
+
+def _whole_image(size: tuple[int, int]) -> tuple[float, float, float, float]:
+    return (0.0, 0.0, float(size[0]), float(size[1]))
+
+
+def _square_grid_tokens(backend: Backend, images: list[Image.Image],
+                        box: Callable[[tuple[int, int]], tuple[float, float, float, float]]) -> list[VisualTokens]:
+    """Visual tokens of towers with a square token grid per image (LLaVA, InternVL single tile)."""
+    px = backend.pixel_inputs(images)
+    cfg = backend.model.config
+    feats = _pooled(backend.model.model.get_image_features(
+        pixel_values=px["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
+        vision_feature_select_strategy=cfg.vision_feature_select_strategy))
+    out = []
+    for img, f in zip(images, feats):
+        side = int(math.isqrt(f.shape[0]))
+        out.append(VisualTokens(embeds=f, rows=side, cols=f.shape[0] // side, box=box(img.size),
+                                image_size=img.size))
+    return out
 
 
 class LlavaBackend(Backend):
@@ -48,17 +69,7 @@ class LlavaBackend(Backend):
         return {"pixel_values": out["pixel_values"].to(self.device, self.dtype)}
 
     def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
-        px = self.pixel_inputs(images)
-        cfg = self.model.config
-        feats = _pooled(self.model.model.get_image_features(
-            pixel_values=px["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy))
-        out = []
-        for img, f in zip(images, feats):
-            side = int(math.isqrt(f.shape[0]))
-            out.append(VisualTokens(embeds=f, rows=side, cols=f.shape[0] // side, box=self._crop_box(img.size),
-                                    image_size=img.size))
-        return out
+        return _square_grid_tokens(self, images, self._crop_box)
 
     def native_inputs(self, text_ids: list[int], images: list[Image.Image]) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images)}
@@ -99,8 +110,7 @@ class Qwen25VLBackend(Backend):
             rows, cols = thw[1] // self.merge, thw[2] // self.merge
             if thw[0] != 1 or rows * cols != f.shape[0]:
                 raise RuntimeError(f"unexpected visual grid {thw} for {f.shape[0]} tokens")
-            w, h = img.size
-            out.append(VisualTokens(embeds=f, rows=rows, cols=cols, box=(0.0, 0.0, float(w), float(h)),
+            out.append(VisualTokens(embeds=f, rows=rows, cols=cols, box=_whole_image(img.size),
                                     image_size=img.size))
         return out
 
@@ -141,18 +151,7 @@ class InternVLBackend(Backend):
         return {"pixel_values": pv.to(self.device, self.dtype)}
 
     def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
-        px = self.pixel_inputs(images)
-        cfg = self.model.config
-        feats = _pooled(self.model.model.get_image_features(
-            pixel_values=px["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy))
-        out = []
-        for img, f in zip(images, feats):
-            side = int(math.isqrt(f.shape[0]))
-            w, h = img.size
-            out.append(VisualTokens(embeds=f, rows=side, cols=f.shape[0] // side, box=(0.0, 0.0, float(w), float(h)),
-                                    image_size=img.size))
-        return out
+        return _square_grid_tokens(self, images, _whole_image)
 
     def native_inputs(self, text_ids: list[int], images: list[Image.Image]) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images)}
@@ -177,8 +176,7 @@ class Qwen3VLBackend(Qwen25VLBackend):
         result = []
         for img, f, d, thw in zip(images, feats, deep, px["image_grid_thw"].tolist()):
             rows, cols = thw[1] // self.merge, thw[2] // self.merge
-            w, h = img.size
-            result.append(VisualTokens(embeds=f, rows=rows, cols=cols, box=(0.0, 0.0, float(w), float(h)),
+            result.append(VisualTokens(embeds=f, rows=rows, cols=cols, box=_whole_image(img.size),
                                        image_size=img.size, deepstack=d))
         return result
 
