@@ -8,6 +8,7 @@ from conftest import random_image
 from ego_ros.core import attention
 from ego_ros.core.compose import ContextEntry, query_sequence, view_sequence
 from ego_ros.core.introduce import describe_with_attention
+from ego_ros.core.prompts import Slot
 from ego_ros.core.sequence import (
     Runner,
     Sequence,
@@ -95,3 +96,15 @@ def test_qwen_memory_with_one_dimensional_positions_would_not_match(backends):
     native = qwen.model(**qwen.native_inputs(seq.ids, [img])).logits[0, -1].float()
     torch.testing.assert_close(right[0], native, atol=1e-4, rtol=1e-4)
     assert (wrong[0] - native).abs().max() > 1e-3
+
+
+def test_chat_templates_that_take_typed_content_parts_work(backends):
+    from conftest import make_backend
+
+    backend = make_backend("llava")
+    backend.tokenizer.chat_template = (
+        "{% for message in messages %}{{ message['role'].upper() }}: {% for c in message['content'] %}"
+        "{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+    parts = backend.chat(["Look ", Slot("image"), " here"])
+    assert parts == ["USER: Look ", Slot("image"), " hereASSISTANT:"]  # (jinja trims the newline after a block)

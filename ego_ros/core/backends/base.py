@@ -91,6 +91,7 @@ class Backend(ABC):
         model.set_attn_implementation({"text_config": attention.ATTN_IMPLEMENTATION})
         model.eval()
         self._fingerprint: str | None = None
+        self._chat_form: str | None = None
 
     # ----- where things live --------------------------------------------------------------------------
     @property
@@ -174,8 +175,7 @@ class Backend(ABC):
                 text.append(key)
             else:
                 text.append(p)
-        rendered = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": "".join(text)}], tokenize=False, add_generation_prompt=True)
+        rendered = self._render_chat("".join(text))
         out: list[Part] = []
         rest = rendered
         for key, slot in sentinels.items():
@@ -188,6 +188,29 @@ class Backend(ABC):
         if rest:
             out.append(rest)
         return out
+
+    def _render_chat(self, content: str) -> str:
+        """Render one user turn plus the assistant cue with the tokenizer's chat template.
+
+        Templates differ in what content they take: some print a string as is, multimodal ones iterate
+        a list of typed parts (and render a plain string as nothing). The first form whose rendering
+        holds the content verbatim is used, and remembered.
+        """
+        forms = {"text": content, "parts": [{"type": "text", "text": content}]}
+        order = [self._chat_form] if self._chat_form else list(forms)
+        errors = []
+        for form in order:
+            try:
+                rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": forms[form]}],
+                                                              tokenize=False, add_generation_prompt=True)
+            except Exception as exc:  # noqa: BLE001 - a template that rejects one form may take the other
+                errors.append(f"{form}: {exc}")
+                continue
+            if content in rendered:
+                self._chat_form = form
+                return rendered
+            errors.append(f"{form}: content not rendered verbatim")
+        raise RuntimeError(f"the model's chat template cannot render a user turn ({'; '.join(errors)})")
 
     # ----- images --------------------------------------------------------------------------------------
     @abstractmethod
