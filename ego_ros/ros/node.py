@@ -49,6 +49,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -870,6 +871,11 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGTERM shuts the context down from the signal handler; if that lands while the executor builds
+        # its wait set, rcl reports an invalid context instead of rclpy raising ExternalShutdownException.
+        if rclpy.ok():
+            raise
     finally:
         node.release()
         executor.shutdown(timeout_sec=5.0)

@@ -255,6 +255,7 @@ def create_node(args: list[str] | None = None):
 def main(args: list[str] | None = None) -> int:
     """Console entry point: run the camera until shutdown (SIGINT/SIGTERM) or ``max_frames``."""
     import rclpy
+    from rclpy._rclpy_pybind11 import RCLError
     from rclpy.duration import Duration
     from rclpy.executors import ExternalShutdownException
 
@@ -272,6 +273,10 @@ def main(args: list[str] | None = None) -> int:
             node.get_logger().info(f"published {node.published} frames; done")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGTERM can invalidate the context while spin_once builds its wait set (see ego_ros.ros.node).
+        if rclpy.ok():
+            raise
     except WorldError as exc:
         print(f"synthetic_camera: error: {exc}", file=sys.stderr)
         return 2
