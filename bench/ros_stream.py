@@ -157,6 +157,8 @@ def run_one(model: str, device: str, n_concepts: int, duration: float, warmup: f
             "max": round(max(v for _, v in rss), 1) if rss else None,
             "slope_mb_per_min": _slope_per_minute(window),
             "samples": len(rss),
+            # every 10th sample of the measured window: (seconds since it started, MB)
+            "series": [(round(t - window[0][0], 1), round(v, 1)) for t, v in window[::10]] if window else [],
         },
         "agreement_with_ground_truth": round(counts["agree"] / counts["compared"], 4) if counts["compared"] else None,
     }
