@@ -239,8 +239,9 @@ def _registrars() -> list[Callable[[Any], None]]:
 
     out = [quickstart_register]
     from .toy.cli import register as toy_register
+    from .toy.train_cli import register_train
 
-    out.append(toy_register)
+    out.append(lambda sub: toy_register(sub, extra=[register_train]))
     from .eval.cli import register as eval_register
 
     out.append(eval_register)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,6 +56,25 @@ def model_directory(model: str) -> Path | None:
     return p if p.is_dir() else None
 
 
+def _image_processor(source: str, trust_remote_code: bool, local_files_only: bool) -> Any:
+    import transformers
+
+    try:
+        return transformers.AutoImageProcessor.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+    except ImportError:
+        # Older transformers (5.17) route AutoImageProcessor through torchvision even for a processor saved
+        # as the PIL variant; the PIL class itself needs no torchvision.
+        config, _ = transformers.ImageProcessingMixin.get_image_processor_dict(
+            source, local_files_only=local_files_only)
+        name = config.get("image_processor_type", "")
+        for candidate in (name, name + "Pil"):
+            cls = getattr(transformers, candidate, None) if candidate.endswith("Pil") else None
+            if cls is not None:
+                return cls.from_pretrained(source, local_files_only=local_files_only)
+        raise
+
+
 def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False,
                  local_files_only: bool = False) -> Backend:
     """Load `model` into its backend: a directory, a Hub id, "toy" (the embedded model), or
@@ -94,8 +114,7 @@ def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_rem
                                   local_files_only=local_files_only).to(dev)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                                local_files_only=local_files_only)
-        image_processor = transformers.AutoImageProcessor.from_pretrained(
-            source, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+        image_processor = _image_processor(source, trust_remote_code, local_files_only)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load model {model!r}: {exc}") from exc
     prompts = load_prompts(directory)

@@ -172,7 +172,12 @@ class Qwen3VLBackend(Qwen25VLBackend):
         px = self.pixel_inputs(images)
         out = self.model.model.get_image_features(px["pixel_values"], px["image_grid_thw"])
         feats = _pooled(out)
-        deep = [torch.stack(per_image) for per_image in zip(*out.deepstack_features)]
+        layers = out.deepstack_features
+        if layers and isinstance(layers[0], torch.Tensor):
+            # transformers < 5.2x returns each DeepStack layer unsplit (all images' tokens in one tensor)
+            sizes = [f.shape[0] for f in feats]
+            layers = [torch.split(layer, sizes) for layer in layers]
+        deep = [torch.stack(per_image) for per_image in zip(*layers)]
         result = []
         for img, f, d, thw in zip(images, feats, deep, px["image_grid_thw"].tolist()):
             rows, cols = thw[1] // self.merge, thw[2] // self.merge

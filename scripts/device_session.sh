@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One lent-GPU session, as run through the device tool: train the toy model on CUDA under a wall-clock
+# budget, then the real-scale GPU latency benchmark. Everything that must come back is written to $OUT
+# as it becomes ready (at most 8 files of at most 16 MiB: the checkpoint travels in 15 MiB parts).
+#
+#   OUT=/tmp/out bash scripts/device_session.sh                 # on the GPU machine
+#   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny BENCH="" bash scripts/device_session.sh   # dry run
+#
+# Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
+set -u -o pipefail
+: "${OUT:?set OUT}"
+DEVICE=${DEVICE:-cuda}
+WORKERS=${WORKERS:-14}
+MINUTES=${MINUTES:-5.2}
+EXTRA=${EXTRA:-}
+BENCH=${BENCH-qwen internvl}
+RUN=runs/gpu
+PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$RUN"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
+  $PY -c "import torch, transformers, sys; print(sys.version.split()[0], torch.__version__, transformers.__version__)"
+  nproc
+} 2>&1 | tee "$RUN/machine.txt"
+
+# shellcheck disable=SC2086
+timeout $($PY -c "print(int($MINUTES * 60 + 90))") $PY -m ego_ros.toy.train_cli \
+  --seed 0 --device "$DEVICE" --workers "$WORKERS" --batch-size 128 --lm-group 64 --steps 100000 \
+  --minutes "$MINUTES" --vision-steps 300 --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 \
+  --lr-vision 3e-4 --lr-lm 6e-4 --eval-every 400 --checkpoint-minutes 1.5 --out "$RUN" --no-progress $EXTRA \
+  2>&1 | grep -v "Warning" | tee "$RUN/train_stdout.log"
+echo "train exit ${PIPESTATUS[0]}"
+if [ -f "$RUN/ckpt_latest.pt" ]; then
+  split -b 15m -d "$RUN/ckpt_latest.pt" "$OUT/ckpt_latest.pt.part"
+fi
+tar czf "$OUT/train.tgz" --exclude='*.pt' -C "$RUN" .
+
+if [ -n "$BENCH" ]; then
+  # shellcheck disable=SC2086
+  timeout 170 $PY bench/engine_gpu.py --models $BENCH --out-dir "$OUT" 2>&1 | grep -v "Warning" \
+    > "$OUT/bench.log"
+  echo "bench exit ${PIPESTATUS[0]}"
+  tail -c 3000 "$OUT/bench.log"
+fi
+ls -la "$OUT"

@@ -1,0 +1,312 @@
+"""Specification of the toy model's training: data stream, engine-identical sequences, resumable runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ego_ros.toy import tasks
+from ego_ros.toy.attributes import held_out_instances
+from ego_ros.toy.export import CONCEPT_NAMES
+from ego_ros.toy.train import CHECKPOINT_LATEST, TrainConfig, Trainer, auc, batch_at
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(
+        tiny=True,
+        steps=4,
+        batch_size=4,
+        eval_every=0,
+        threads=1,
+        warmup=2,
+        log_every=1,
+        contrast_instances=1,
+        vision_steps=1,
+        vision_instances=2,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_a_batch_depends_only_on_seed_and_step():
+    cfg = tasks.TaskConfig()
+    a = tasks.make_batch(3, 17, 6, cfg)
+    b = tasks.make_batch(3, 17, 6, cfg)
+    c = tasks.make_batch(3, 18, 6, cfg)
+    assert [(s.task, s.question, s.answer) for s in a] == [(s.task, s.question, s.answer) for s in b]
+    assert all(np.array_equal(x.pixels, y.pixels) for s, t in zip(a, b) for x, y in zip(s.images, t.images))
+    assert [(s.question, s.answer) for s in a] != [(s.question, s.answer) for s in c]
+
+
+def test_training_batches_hold_no_held_out_instance_and_no_export_name():
+    held = {i.index for i in held_out_instances()}
+    reserved = {n.lower() for n in CONCEPT_NAMES}
+    cfg = tasks.TaskConfig()
+    for step in range(0, 4000, 400):
+        for s in tasks.make_batch(0, step, 8, cfg):
+            for im in s.images:
+                assert not (set(im.obj_inst.tolist()) & held), s.task
+            for e in s.entries:
+                assert e.name.lower() not in reserved
+
+
+def test_hard_negatives_ramp_in_with_the_curriculum():
+    cfg = tasks.TaskConfig(ramp_steps=1000, hard_max=0.6)
+    assert cfg.hard_share(0) == 0.0
+    assert cfg.hard_share(500) == pytest.approx(0.3)
+    assert cfg.hard_share(5000) == pytest.approx(0.6)
+    early = [tasks.match_sample(np.random.default_rng(i), cfg, 0).kind for i in range(60)]
+    late = [tasks.match_sample(np.random.default_rng(i), cfg, 5000).kind for i in range(60)]
+    assert "hard" not in early
+    assert late.count("hard") >= 8
+
+
+def test_hard_negative_queries_hold_a_near_duplicate_and_not_the_concept():
+    cfg = tasks.TaskConfig()
+    s = tasks.match_sample(np.random.default_rng(4), cfg, cfg.ramp_steps, kind="hard", form="full")
+    concept = tasks.instance_of(int(s.images[s.entries[0].views[0][0]].obj_inst[0]))
+    query = {tasks.instance_of(int(i)) for i in s.images[s.query[0]].obj_inst}
+    assert s.answer == "no" and concept not in query
+    assert any(len(concept.differing_attributes(q)) == 1 for q in query)
+
+
+def test_contrast_images_pair_each_instance_with_a_look_alike():
+    images = tasks.contrast_images(0, 3, 2, tasks.TaskConfig())
+    assert len(images) == 8  # per instance: reference + query, and the same for a near-duplicate
+    shared = []
+    for ref, query in zip(images[0::2], images[1::2]):
+        both = set(ref.obj_inst[ref.obj_ok].tolist()) & set(query.obj_inst[query.obj_ok].tolist())
+        assert len(both) == 1
+        shared.append(tasks.instance_of(both.pop()))
+    assert len(shared[0].differing_attributes(shared[1])) == 1
+
+
+def test_random_names_are_varied_and_never_export_names():
+    rng = np.random.default_rng(0)
+    names = [tasks.random_name(rng) for _ in range(300)]
+    assert len(set(names)) > 250
+    assert not {n.lower() for n in names} & {n.lower() for n in CONCEPT_NAMES}
+    assert any(not n.isascii() for n in names) and any(" " in n for n in names)
+
+
+def test_patch_labels_mark_the_main_object_of_a_reference_view():
+    rng = np.random.default_rng(1)
+    inst = tasks.sample_instance(rng, held_out=False)
+    scene = tasks.reference_scene(inst, rng, 64)
+    data = tasks.image_data(scene)
+    main = scene.spec.main
+    on = data.obj_frac[main].reshape(-1) >= 0.5
+    assert on.sum() >= 3
+    assert np.all(data.labels[1].reshape(-1)[on] == inst.colour + 1)
+    assert np.all(data.labels[0].reshape(-1)[on] == inst.shape + 1)
+
+
+def test_camera_sized_scenes_are_resized_like_the_image_processor():
+    rng = np.random.default_rng(2)
+    scene = tasks.query_scene(rng, (160, 120))
+    data = tasks.image_data(scene)
+    assert data.pixels.shape == (64, 64, 3) and data.labels.shape == (4, 8, 8)
+    from ego_ros.toy.model_config import build_image_processor
+
+    px = build_image_processor()(images=[Image.fromarray(scene.image)], return_tensors="pt")["pixel_values"][0]
+    mine = torch.from_numpy(np.array(data.pixels)).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.allclose(px, mine, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trainer() -> Trainer:
+    return Trainer(_cfg())
+
+
+def test_trainer_reads_recognition_probabilities_exactly_like_the_engine(trainer):
+    """The trainer's sequences are the engine's: same P(yes) for the same memory and query image."""
+    from ego_ros.core.engine import EgoEngine
+    from ego_ros.core.memory import ConceptMemory, MemoryView
+
+    cfg = tasks.TaskConfig(big_render_p=0.0)
+    sample = tasks.match_sample(np.random.default_rng(7), cfg, 0, held_out=True, kind="pos", form="mask")
+    p_trainer = trainer.yes_probabilities([sample])[0]
+    engine = EgoEngine(trainer.backend)
+    entry = sample.entries[0]
+    img_idx, tokens = entry.views[0]
+    vt = trainer.backend.encode_images([Image.fromarray(sample.images[img_idx].pixels)])[0]
+    idx = torch.from_numpy(tokens)
+    view = MemoryView(
+        embeds=vt.embeds[idx],
+        indices=idx,
+        grid=(vt.rows, vt.cols),
+        box=vt.box,
+        image_size=vt.image_size,
+        keywords=list(entry.keywords),
+        description="",
+        alpha=None,
+        k_c=len(idx),
+        importance=torch.zeros(vt.count),
+    )
+    engine.add_memory(
+        ConceptMemory(name=entry.name, views=[view], fingerprint=trainer.backend.fingerprint(), model="toy")
+    )
+    p_engine = engine.recognize(Image.fromarray(sample.images[sample.query[0]].pixels))[0].probability
+    assert p_trainer == pytest.approx(p_engine, abs=1e-4)
+
+
+def test_packed_batches_give_the_losses_of_sequences_assembled_one_by_one(trainer):
+    """The packed path (ids + one scatter of visual rows per group) equals per-sample engine assembly."""
+    from ego_ros.toy.train import sequence_packer
+
+    cfg = _cfg(vision_steps=0)
+    samples = tasks.make_batch(0, 5, 7, cfg.tasks)
+    extra = tasks.contrast_images(0, 5, 1, cfg.tasks)
+    images, offsets = [], []
+    for s in samples:
+        offsets.append(len(images))
+        images.extend(s.images)
+    with torch.no_grad():
+        feats = trainer.encode(images + extra)
+        embeds, targets = trainer._sequences(samples, feats, offsets, with_answer=True)
+        expected = []
+        for emb, tgt in zip(embeds, targets):
+            hidden, _ = trainer._lm([emb])
+            t = torch.tensor(tgt)
+            logits = trainer.model.lm_head(hidden[0][t != -100])
+            expected.append(torch.nn.functional.cross_entropy(logits, t[t != -100]))
+        packed = sequence_packer(trainer.spec).pack(0, samples, extra, group=3)
+        assert len(packed.groups) == 3 and packed.n_samples == 7
+        got = trainer.sample_losses(packed, feats)
+    assert torch.allclose(got, torch.stack(expected), atol=1e-5)
+
+
+def test_a_time_budget_fits_the_number_of_steps_to_the_measured_speed(monkeypatch):
+    from ego_ros.toy import train
+
+    now = [0.0]
+    monkeypatch.setattr(train.time, "monotonic", lambda: now[0])
+    cfg = _cfg(steps=100000, minutes=10.0, vision_steps=0)
+    planner = train._BudgetPlanner(cfg, start=0, every=100, reserve_s=20.0)
+    for step in range(1, 121):  # one step per second
+        now[0] = float(step)
+        planner.replan(step)
+    # measured from step 20 on: 1 step/s, 600 s budget - 120 s spent - 20 s reserve = 460 more steps
+    assert cfg.steps == 120 + 460
+    now[0] = 600.0
+    assert planner.replan(130) and cfg.steps == 130  # past the budget: stop here
+
+
+def test_the_vision_first_phase_trains_only_the_vision_tower_and_projector():
+    trainer = Trainer(_cfg(vision_steps=2))
+    lm_before = [p.detach().clone() for p in trainer.model.model.language_model.parameters()]
+    vision_before = [p.detach().clone() for p in trainer.model.model.vision_tower.parameters()]
+    _, samples, extra = batch_at(trainer.cfg, 0)
+    assert samples == [] and len(extra) == 4 * trainer.cfg.vision_instances
+    stats = trainer.train_step(samples, extra)
+    assert stats["lm"] == 0.0 and np.isfinite(stats["dense"]) and np.isfinite(stats["contrast"])
+    assert all(torch.equal(a, b) for a, b in zip(lm_before, trainer.model.model.language_model.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(vision_before, trainer.model.model.vision_tower.parameters()))
+
+
+def test_a_training_step_changes_the_weights_and_reports_finite_losses():
+    trainer = Trainer(_cfg(vision_steps=0))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    stats = trainer.train_step(tasks.make_batch(0, 0, 4, trainer.cfg.tasks))
+    assert all(np.isfinite(stats[k]) for k in ("loss", "lm", "dense", "contrast", "fimg"))
+    changed = [not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters())]
+    assert sum(changed) > 0.9 * len(changed)
+
+
+def test_resuming_a_checkpoint_reproduces_an_uninterrupted_run(tmp_path: Path):
+    straight = Trainer(_cfg(steps=4))
+    straight.run(progress=False)
+    first = Trainer(_cfg(steps=2), out=tmp_path)
+    first.run(progress=False)
+    resumed = Trainer.from_checkpoint(tmp_path / CHECKPOINT_LATEST, steps=4)
+    assert resumed.step == 2
+    resumed.run(progress=False)
+    assert resumed.step == straight.step == 4
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_export_writes_a_directory_the_engine_loads(tmp_path: Path):
+    from ego_ros.core.engine import EgoEngine
+    from ego_ros.core.loading import load_backend
+
+    trainer = Trainer(_cfg(steps=1))
+    trainer.run(progress=False)
+    out = trainer.export(tmp_path / "model")
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "ego_prompts.json",
+        "TRAINING.md",
+    ):
+        assert (out / name).is_file(), name
+    backend = load_backend(str(out))
+    assert backend.prompts.recognition == "is {name} here?"
+    engine = EgoEngine.load(str(out))
+    img = Image.fromarray(tasks.reference_scene(held_out_instances()[0], np.random.default_rng(0), 64).image)
+    engine.introduce("kona", [img])
+    (rec,) = engine.recognize(img)
+    assert rec.name == "kona" and 0.0 <= rec.probability <= 1.0
+
+
+def test_cli_trains_checkpoints_and_exports(tmp_path: Path):
+    from ego_ros.toy.train_cli import main
+
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "--tiny",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--eval-every",
+            "0",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--export",
+            str(tmp_path / "model"),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    assert (out / CHECKPOINT_LATEST).is_file() and (out / "train_log.jsonl").is_file()
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    rc = main(["--resume", str(out / CHECKPOINT_LATEST), "--steps", "3", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert torch.load(out / CHECKPOINT_LATEST, weights_only=False)["step"] == 3
+
+
+def test_cli_with_zero_steps_only_exports_a_checkpoint(tmp_path: Path):
+    from ego_ros.toy.train_cli import main
+
+    trainer = Trainer(_cfg(steps=2), out=tmp_path / "run")
+    trainer.run(progress=False)
+    ckpt = tmp_path / "run" / CHECKPOINT_LATEST
+    before = ckpt.stat().st_mtime_ns
+    rc = main(["--resume", str(ckpt), "--steps", "0", "--export", str(tmp_path / "model"), "--no-progress"])
+    assert rc == 0
+    assert ckpt.stat().st_mtime_ns == before
+    assert '"step": 2' in (tmp_path / "model" / "training_state.json").read_text()
+    assert "--steps 2 " in (tmp_path / "model" / "TRAINING.md").read_text()
+
+
+def test_cli_refuses_a_missing_checkpoint(tmp_path: Path, capsys):
+    from ego_ros.toy.train_cli import main
+
+    assert main(["--resume", str(tmp_path / "nope.pt"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_auc_is_the_probability_a_positive_outranks_a_negative():
+    assert auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert auc([0.1], [0.9]) == 0.0
+    assert auc([0.5], [0.5]) == 0.5
