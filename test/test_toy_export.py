@@ -274,3 +274,16 @@ def test_other_modules_can_add_commands_to_the_toy_group():
 
     args = _parser(extra=[register_train]).parse_args(["toy", "train"])
     assert args.toy_command == "train" and args.func(args) == 0
+
+
+def test_mask_folder_holds_calibration_pairs_with_the_main_objects_exact_mask(tmp_path: Path):
+    from ego_ros.core.calibration import folder_pairs
+    from ego_ros.toy.export import export_mask_folder
+
+    assert export_mask_folder(tmp_path, 3, seed=5) == 3
+    pairs = folder_pairs(tmp_path)
+    assert len(pairs) == 3
+    image = cv2.imread(str(pairs[0][0]))
+    mask = cv2.imread(str(pairs[0][1]), cv2.IMREAD_GRAYSCALE)
+    assert image.shape == (64, 64, 3) and mask.shape == (64, 64)
+    assert set(np.unique(mask)) <= {0, 255} and 0 < (mask > 0).mean() < 0.5

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction, extra: Iterable[Registrar] 
     commands = toy.add_subparsers(dest="toy_command", metavar="COMMAND")
     commands.required = True
     register_export(commands)
+    register_masks(commands)
     for registrar in extra:
         registrar(commands)
     return commands
@@ -87,4 +88,31 @@ def run_export(args: argparse.Namespace) -> int:
         f"wrote {len(manifest['images'])} images of {len(manifest['concepts'])} concepts "
         f"({args.layout}, seed {args.seed}) to {args.out}"
     )
+    return 0
+
+
+def register_masks(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = commands.add_parser(
+        "masks",
+        help="write reference views with exact object masks (for ego-ros calibrate --folder)",
+        description="Write images/ and masks/ of toy reference views (training instances only): the (image, "
+        "mask) pairs that layer calibration ranks layers with.",
+    )
+    p.add_argument("--count", type=int, default=64, metavar="N", help="number of image/mask pairs (default 64)")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (default 64)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=run_masks)
+    return p
+
+
+def run_masks(args: argparse.Namespace) -> int:
+    from .export import export_mask_folder
+
+    try:
+        n = export_mask_folder(args.out, args.count, seed=args.seed, size=args.size)
+    except (ExportError, WorldError) as exc:
+        print(f"ego-ros toy masks: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} image/mask pairs to {args.out}")
     return 0

@@ -504,3 +504,22 @@ def _multi_question(scene: Scene, a: Concept, b: Concept, rel: str, t: int) -> d
             "concepts": [a.name, b.name],
         }
     raise AssertionError("the colour question always applies")  # pragma: no cover
+
+
+def export_mask_folder(out: str | Path, count: int, seed: int = 0, size: int = 64) -> int:
+    """Write `count` reference views of *training* instances with the main object's exact mask, as the
+    ``images/`` + ``masks/`` folder that ``ego-ros calibrate --folder`` reads. Training instances only,
+    so a calibration never sees the held-out concepts that the exported benchmarks evaluate."""
+    if count < 1:
+        raise ExportError(f"count must be at least 1, got {count}")
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        rng = _rng(seed, "masks", i)
+        scene = reference_scene(sample_instance(rng, held_out=False), rng, size)
+        _write_png(out / "images" / f"{i:05d}.png", scene.image)
+        mask = scene.masks[scene.spec.main].astype(np.uint8) * 255
+        if not cv2.imwrite(str(out / "masks" / f"{i:05d}.png"), mask):
+            raise ExportError(f"could not write {out / 'masks' / f'{i:05d}.png'}")
+    return count
