@@ -174,8 +174,13 @@ def _recorded_quality() -> dict:
 #: least stay near what the trainer measured at export (recorded in training_state.json).
 DESCRIBE_MIN_COLOUR = 0.6
 SHAPE_MARGIN = 0.2
-#: Recognition is asserted once the recorded held-out AUC shows the weights separate look-alikes.
-RECOGNITION_MIN_RECORDED_AUC = 0.7
+#: Floor of the ROC AUC of positives over easy negatives (scenes holding neither the concept nor a
+#: look-alike) through the engine; measured on the committed weights over seeds 0-4 of
+#: `_engine_separation` (see docs/toy_model.md), floor set below the lowest with margin.
+EASY_AUC_MIN = 0.6
+#: What separating a concept from its look-alikes would look like; the committed weights do not reach it
+#: (docs/toy_model.md), so that test is a strict expected failure: it turns red once a model does.
+HARD_AUC_MIN = 0.65
 
 
 @committed
@@ -201,28 +206,41 @@ def test_committed_model_names_colour_and_shape_of_held_out_objects(toy_engine):
     assert shape / n >= _recorded_quality().get("describe_shape", 0.0) - SHAPE_MARGIN
 
 
-@committed
-@pytest.mark.slow
-def test_committed_model_recognises_an_introduced_concept_over_its_look_alikes(toy_engine):
-    """Introduce held-out concepts through the engine (Ego top-K memory), then ask about scenes holding
-    the concept (positives) and scenes holding a near-duplicate instead (hard negatives)."""
-    recorded = _recorded_quality().get("match_auc", 0.0)
-    if recorded < RECOGNITION_MIN_RECORDED_AUC:
-        pytest.skip(f"the committed weights do not separate look-alikes yet (recorded held-out AUC {recorded:.2f})")
+def _engine_separation(engine, seed: int, negative: str, concepts: int = 6, queries: int = 3) -> float:
+    """Introduce held-out concepts through the engine (Ego memory from one reference view) and return the
+    ROC AUC of P(yes) on scenes holding the concept over scenes holding a near-duplicate instead
+    (negative="hard") or neither (negative="easy")."""
+    from ego_ros.toy.train import auc
+
     pos, neg = [], []
     held = world.held_out_instances()
-    for c in range(6):
-        rng = np.random.default_rng([77, c])
+    for c in range(concepts):
+        rng = np.random.default_rng([seed, 77, c])
         inst = held[int(rng.integers(len(held)))]
         dup = world.sample_near_duplicate(inst, rng)
         ref = world.reference_scene(inst, rng, 64, distractor_held_out=None)
         name = f"concept{c}"
-        toy_engine.introduce(name, [Image.fromarray(ref.image)], replace_existing=True)
-        for _ in range(3):
+        engine.introduce(name, [Image.fromarray(ref.image)], replace_existing=True)
+        for _ in range(queries):
             p = world.query_scene(rng, 64, include=[inst], distractor_held_out=None)
-            h = world.query_scene(rng, 64, include=[dup], exclude=[inst], distractor_held_out=None)
-            pos.append(toy_engine.recognize(Image.fromarray(p.image), [name])[0].probability)
-            neg.append(toy_engine.recognize(Image.fromarray(h.image), [name])[0].probability)
-        toy_engine.remove(name)
-    assert np.mean(pos) > np.mean(neg) + 0.1
-    assert np.mean(np.array(pos)[:, None] > np.array(neg)[None, :]) > 0.65
+            if negative == "hard":
+                n = world.query_scene(rng, 64, include=[dup], exclude=[inst], distractor_held_out=None)
+            else:
+                n = world.query_scene(rng, 64, exclude=[inst, *world.near_duplicates(inst)], distractor_held_out=None)
+            pos.append(engine.recognize(Image.fromarray(p.image), [name])[0].probability)
+            neg.append(engine.recognize(Image.fromarray(n.image), [name])[0].probability)
+        engine.remove(name)
+    return auc(pos, neg)
+
+
+@committed
+@pytest.mark.slow
+def test_committed_model_recognises_an_introduced_concept_among_other_objects(toy_engine):
+    assert _engine_separation(toy_engine, seed=11, negative="easy") >= EASY_AUC_MIN
+
+
+@committed
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the committed toy weights do not yet tell a concept from its look-alikes")
+def test_committed_model_tells_an_introduced_concept_from_its_look_alikes(toy_engine):
+    assert _engine_separation(toy_engine, seed=11, negative="hard") >= HARD_AUC_MIN

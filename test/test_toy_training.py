@@ -310,3 +310,20 @@ def test_auc_is_the_probability_a_positive_outranks_a_negative():
     assert auc([0.9, 0.8], [0.1, 0.2]) == 1.0
     assert auc([0.1], [0.9]) == 0.0
     assert auc([0.5], [0.5]) == 0.5
+
+
+def test_the_reproduce_command_of_an_export_rebuilds_its_training_settings():
+    import argparse
+    import shlex
+
+    from ego_ros.toy import train_cli
+    from ego_ros.toy.train import reproduce_flags
+
+    cfg = TrainConfig(seed=3, steps=3300, batch_size=128, lr_vision=3e-4, lr_lm=6e-4, vision_steps=300,
+                      vision_instances=64, contrast_instances=16, lm_group=64)
+    cfg.tasks.ramp_steps = 1800
+    args = train_cli.add_train_arguments(argparse.ArgumentParser()).parse_args(shlex.split(reproduce_flags(cfg)))
+    rebuilt = TrainConfig()
+    for k, v in train_cli._overrides(args).items():
+        setattr(rebuilt.tasks if k == "ramp_steps" else rebuilt, k, v)
+    assert rebuilt.to_dict() == cfg.to_dict()

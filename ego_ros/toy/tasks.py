@@ -1,4 +1,4 @@
-"""Training samples of the toy model: generic pretraining tasks drawn on the fly from the toy world.
+r"""Training samples of the toy model: generic pretraining tasks drawn on the fly from the toy world.
 
 Every sample is plain data (images with per-patch labels, context entries that say which tokens of
 which image form a concept memory, a question and its answer). The trainer turns it into exactly the
@@ -25,7 +25,7 @@ Tasks (weights in `TaskConfig.weights`):
   context, the concepts present are called by their names instead.
 * ``concept_qa``: questions about named concepts in the export's forms ("What colour is kona?",
   "Which is bigger in this image, kona or milo?", "Is kona to the left of milo?") and the Yo'LLaVA A/B
-  form with options ("Question: ...\\nOptions:\\nA. Red\\nB. Blue\\nPlease give a single character from
+  form with options ("Question: ...\nOptions:\nA. Red\nB. Blue\nPlease give a single character from
   the options above." -> "A").
 * ``choose``: two concepts in context, one of them in the query: "which is here, kona or milo?" -> name.
 """

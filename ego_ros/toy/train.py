@@ -964,6 +964,34 @@ def measure_model_dir(model: str, concepts: int = 20, describe: int = 48, seed: 
     return out
 
 
+#: TrainConfig fields settable from `ego-ros toy train` and their flags
+_FLAGS = {
+    "seed": "--seed",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "lr_vision": "--lr-vision",
+    "lr_lm": "--lr-lm",
+    "vision_steps": "--vision-steps",
+    "vision_instances": "--vision-instances",
+    "contrast_instances": "--contrast-instances",
+    "lm_group": "--lm-group",
+}
+
+
+def reproduce_flags(cfg: TrainConfig) -> str:
+    """The `ego-ros toy train` flags that give `cfg` (seed, steps and every setting off its default)."""
+    default = TrainConfig(tiny=cfg.tiny)
+    parts = [f"--seed {cfg.seed}", f"--steps {cfg.steps}"]
+    for name, flag in _FLAGS.items():
+        if name not in ("seed", "steps") and getattr(cfg, name) != getattr(default, name):
+            parts.append(f"{flag} {getattr(cfg, name)}")
+    if cfg.tasks.ramp_steps != default.tasks.ramp_steps:
+        parts.append(f"--ramp-steps {cfg.tasks.ramp_steps}")
+    if cfg.tiny:
+        parts.append("--tiny")
+    return " ".join(parts)
+
+
 def training_markdown(trainer: Trainer) -> str:
     """TRAINING.md of an exported model: how it was trained and what it reached."""
     cfg = trainer.cfg
@@ -986,9 +1014,9 @@ def training_markdown(trainer: Trainer) -> str:
 
 A tiny LLaVA-family model (`LlavaForConditionalGeneration`) trained from scratch by
 `ego-ros toy train` on the synthetic toy world (`ego_ros.toy`), so that the Ego engine runs and can
-be measured without pretrained weights. Reproduce with
-`ego-ros toy train --seed {cfg.seed} --steps {cfg.steps} --batch-size {cfg.batch_size} --out runs/toy`
-(then `--resume runs/toy/{CHECKPOINT_LATEST} --export DIR`).
+be measured without pretrained weights. The same schedule in one run:
+`ego-ros toy train {reproduce_flags(cfg)} --out runs/toy --export DIR` (add `--device cuda`;
+GPU kernels are not bit-reproducible, and a run resumed with other settings differs).
 
 ## Architecture ({params["total"] / 1e6:.2f} M parameters)
 - SigLIP vision tower: {trainer.spec.vision_layers} layers, hidden {trainer.spec.vision_hidden}, patch
