@@ -53,6 +53,11 @@ def test_calibrate_keeps_the_best_layers_and_round_trips(tmp_path, llava):
     assert loaded.layers == cal.layers
 
 
+def test_a_calibration_file_is_readable_by_everyone_unlike_concept_memories(tmp_path):
+    cal = Calibration(layers=[0], layer_scores=[1.0], top_k=None, samples=1, fingerprint="x", model="m")
+    assert cal.save(tmp_path / "cal.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_calibration_of_another_model_is_refused(tmp_path, llava):
     cal = Calibration(layers=[0], layer_scores=[1.0], top_k=None, samples=1, fingerprint="x", model="other")
     path = cal.save(tmp_path / "cal.json")

@@ -47,7 +47,7 @@ class Calibration:
         from .store import atomic_write_bytes
 
         path = Path(path)
-        atomic_write_bytes(path, json.dumps(asdict(self), indent=1).encode("utf-8"))
+        atomic_write_bytes(path, json.dumps(asdict(self), indent=1).encode("utf-8"), mode=0o644)
         return path
 
     @classmethod

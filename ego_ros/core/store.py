@@ -37,11 +37,16 @@ INDEX_FILE = "store.json"
 CONCEPTS_DIR = "concepts"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old or the new content, never a partial file."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` so that readers see the old or the new content, never a partial file.
+
+    The file is private to its owner (mkstemp's 0600) unless `mode` says otherwise: concept memories are
+    personal data, a calibration file is meant to be shared."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
