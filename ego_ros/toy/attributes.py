@@ -71,6 +71,7 @@ ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
 }
 N_INSTANCES = len(SHAPES) * len(COLOURS) * len(PATTERNS) * len(MARKS)
 
+
 #: Objects rotate by at most this much either way, so "top" marks and square-vs-diamond stay distinct.
 MAX_ROTATION_DEG = 25.0
 HELD_OUT_PER_MILLE = 100
@@ -215,6 +216,19 @@ HELD_OUT_INDICES: np.ndarray = np.array([i.index for i in _ALL if i.is_held_out]
 TRAIN_INDICES: np.ndarray = np.array([i.index for i in _ALL if not i.is_held_out], dtype=np.int64)
 HELD_OUT_INDICES.setflags(write=False)
 TRAIN_INDICES.setflags(write=False)
+
+
+def ab_options(inst: Instance, attr: str, rng: np.random.Generator) -> tuple[str, str]:
+    """(true value, a random wrong value) of `inst`'s `attr` ("colour", "pattern", "shape" or
+    "mark_colour"): the two options of an A/B question about it (one draw from `rng`)."""
+    values, truth = {
+        "colour": (COLOURS, inst.colour_name),
+        "pattern": (PATTERNS, inst.pattern_name),
+        "shape": (SHAPES, inst.shape_name),
+        "mark_colour": (MARK_COLOURS, inst.mark_colour),
+    }[attr]
+    wrong = [v for v in values if v != truth]
+    return truth, wrong[int(rng.integers(len(wrong)))]
 
 
 def held_out_instances() -> tuple[Instance, ...]:

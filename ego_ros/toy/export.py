@@ -58,12 +58,10 @@ from ego_ros.core.errors import EgoError
 
 from .attributes import (
     ATTRIBUTES,
-    COLOURS,
     MARK_COLOURS,
-    PATTERNS,
-    SHAPES,
     WORLD_VERSION,
     Instance,
+    ab_options,
     held_out_instances,
     near_duplicates,
     sample_instance,
@@ -430,14 +428,7 @@ def _export_yollava(
 
 def _yollava_question(inst: Instance, t: int, rng: np.random.Generator) -> dict[str, Any]:
     attr, question = YOLLAVA_QUESTIONS[t % len(YOLLAVA_QUESTIONS)]
-    values, truth = {
-        "colour": (COLOURS, inst.colour_name),
-        "pattern": (PATTERNS, inst.pattern_name),
-        "shape": (SHAPES, inst.shape_name),
-        "mark_colour": (MARK_COLOURS, inst.mark_colour),
-    }[attr]
-    wrong = [v for v in values if v != truth]
-    other = wrong[int(rng.integers(len(wrong)))]
+    truth, other = ab_options(inst, attr, rng)
     truth_first = bool(rng.random() < 0.5)
     a, b = (truth, other) if truth_first else (other, truth)
     return {

@@ -41,10 +41,10 @@ from PIL import Image
 from .attributes import (
     ATTRIBUTES,
     COLOURS,
-    MARK_COLOURS,
     PATTERNS,
     SHAPES,
     Instance,
+    ab_options,
     all_instances,
     held_out_instances,
     near_duplicates,
@@ -637,14 +637,7 @@ def concept_qa_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> S
             "concept_qa", b.images, entries, b.context_mode(), [i], QUESTIONS[f"concept_{attr}"].format(a=name), answer
         )
     attr, q = AB_QUESTIONS[int(rng.integers(len(AB_QUESTIONS)))]
-    values, truth = {
-        "colour": (COLOURS, inst.colour_name),
-        "pattern": (PATTERNS, inst.pattern_name),
-        "shape": (SHAPES, inst.shape_name),
-        "mark_colour": (MARK_COLOURS, inst.mark_colour),
-    }[attr]
-    wrong = [v for v in values if v != truth]
-    other = wrong[int(rng.integers(len(wrong)))]
+    truth, other = ab_options(inst, attr, rng)
     first = bool(rng.random() < 0.5)
     a, bb = (truth, other) if first else (other, truth)
     question = QUESTIONS["ab"].format(question=q.format(a=name), a=a.capitalize(), b=bb.capitalize())

@@ -45,7 +45,7 @@ from ego_ros.core.backends.base import VisualTokens
 from ego_ros.core.backends.families import LlavaBackend
 from ego_ros.core.compose import ContextEntry, query_sequence, view_sequence
 from ego_ros.core.prompts import split_keywords
-from ego_ros.core.sequence import Runner, VisualBlock, sequence_embeds
+from ego_ros.core.sequence import Runner, Sequence, VisualBlock, sequence_embeds
 
 from .model_config import (
     PROMPT_OVERRIDES,
@@ -187,6 +187,26 @@ def batch_at(cfg: TrainConfig, step: int) -> tuple[int, list[Sample], list[Image
     return step, samples, contrast_images(cfg.seed, step, cfg.contrast_instances, cfg.tasks)
 
 
+def image_tokens(embeds: torch.Tensor, grid: int) -> VisualTokens:
+    """A toy image's visual tokens: `embeds` (grid * grid rows) over the whole 64x64 image."""
+    return VisualTokens(embeds=embeds, rows=grid, cols=grid, box=(0.0, 0.0, 64.0, 64.0),
+                        image_size=(IMAGE_SIZE, IMAGE_SIZE))
+
+
+def sample_sequence(backend: LlavaBackend, sample: Sample, image_embeds: list[torch.Tensor], grid: int) -> Sequence:
+    """The engine's sequence of one sample (context memories, query images, question), with
+    `image_embeds[i]` (grid * grid rows) standing for the sample's i-th image."""
+    vts = [image_tokens(emb, grid) for emb in image_embeds]
+    entries = []
+    for e in sample.entries:
+        blocks = [
+            VisualBlock.full(vts[i]) if idx is None else VisualBlock.subset(vts[i], torch.from_numpy(idx))
+            for i, idx in e.views
+        ]
+        entries.append(ContextEntry(name=e.name, memory=blocks, keywords=list(e.keywords)))
+    return query_sequence(backend, entries, [vts[i] for i in sample.query], sample.question, mode=sample.mode)
+
+
 @dataclass
 class PackedGroup:
     """Token ids of a few samples, right-padded, and where projector outputs replace placeholder rows."""
@@ -239,24 +259,11 @@ class SequencePacker:
     ) -> tuple[list[int], list[int], list[int], list[int]]:
         """(ids, targets, visual positions, visual sources) of one sample."""
         b = self.backend
-        vts = [
-            VisualTokens(
-                embeds=((first_image + i) * self.tokens + torch.arange(self.tokens))[:, None],
-                rows=self.grid,
-                cols=self.grid,
-                box=(0.0, 0.0, 64.0, 64.0),
-                image_size=(IMAGE_SIZE, IMAGE_SIZE),
-            )
-            for i in range(len(sample.images))
+        # each image's "embeddings" are its rows' global indices among the batch's projector outputs
+        index_rows = [
+            ((first_image + i) * self.tokens + torch.arange(self.tokens))[:, None] for i in range(len(sample.images))
         ]
-        entries = []
-        for e in sample.entries:
-            blocks = [
-                VisualBlock.full(vts[i]) if idx is None else VisualBlock.subset(vts[i], torch.from_numpy(idx))
-                for i, idx in e.views
-            ]
-            entries.append(ContextEntry(name=e.name, memory=blocks, keywords=list(e.keywords)))
-        seq = query_sequence(b, entries, [vts[i] for i in sample.query], sample.question, mode=sample.mode)
+        seq = sample_sequence(b, sample, index_rows, self.grid)
         ids = list(seq.ids)
         targets = [-100] * len(ids)
         if with_answer:
@@ -451,24 +458,7 @@ class Trainer:
         # indexing would allocate a zero gradient of the whole batch for every image.
         per_image = feats.unbind(0)
         for s, off in zip(samples, offsets):
-            vts = [
-                VisualTokens(
-                    embeds=per_image[off + i],
-                    rows=grid,
-                    cols=grid,
-                    box=(0.0, 0.0, 64.0, 64.0),
-                    image_size=(IMAGE_SIZE, IMAGE_SIZE),
-                )
-                for i in range(len(s.images))
-            ]
-            entries = []
-            for e in s.entries:
-                blocks = [
-                    VisualBlock.full(vts[i]) if idx is None else VisualBlock.subset(vts[i], torch.from_numpy(idx))
-                    for i, idx in e.views
-                ]
-                entries.append(ContextEntry(name=e.name, memory=blocks, keywords=list(e.keywords)))
-            seq = query_sequence(b, entries, [vts[i] for i in s.query], s.question, mode=s.mode)
+            seq = sample_sequence(b, s, [per_image[off + i] for i in range(len(s.images))], grid)
             emb = sequence_embeds(b, seq)
             if with_answer:
                 ans = b.tokenize(s.answer) + [self.eos]
@@ -670,13 +660,7 @@ class Trainer:
         feats = self.encode(images)
         texts = []
         for f in feats:
-            vt = VisualTokens(
-                embeds=f,
-                rows=self.spec.grid,
-                cols=self.spec.grid,
-                box=(0.0, 0.0, 64.0, 64.0),
-                image_size=(IMAGE_SIZE, IMAGE_SIZE),
-            )
+            vt = image_tokens(f, self.spec.grid)
             ids = runner.generate(view_sequence(self.backend, vt, PROMPT_OVERRIDES["keywords"]), max_new_tokens)
             texts.append(self.backend.decode(ids))
         return texts
