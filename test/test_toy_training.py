@@ -12,7 +12,16 @@ from PIL import Image
 from ego_ros.toy import tasks
 from ego_ros.toy.attributes import held_out_instances
 from ego_ros.toy.export import CONCEPT_NAMES
-from ego_ros.toy.train import CHECKPOINT_LATEST, TrainConfig, Trainer, auc, batch_at
+from ego_ros.toy.train import (
+    CHECKPOINT_LATEST,
+    StepRecord,
+    TrainConfig,
+    Trainer,
+    VisionTargets,
+    auc,
+    batch_at,
+    summarize_steps,
+)
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -103,6 +112,42 @@ def test_patch_labels_mark_the_main_object_of_a_reference_view():
     assert on.sum() >= 3
     assert np.all(data.labels[1].reshape(-1)[on] == inst.colour + 1)
     assert np.all(data.labels[0].reshape(-1)[on] == inst.shape + 1)
+
+
+def test_contrastive_anchors_are_the_recognisable_objects_with_their_pooling_weights():
+    _, samples, extra = batch_at(_cfg(vision_steps=0), 3)
+    images = [im for s in samples for im in s.images] + extra
+    vision = VisionTargets.of(images)
+    expected = [
+        (n, int(im.obj_inst[k]))
+        for n, im in enumerate(images)
+        for k in range(len(im.obj_inst))
+        if im.obj_ok[k] and im.obj_frac[k].sum() >= 1.0
+    ]
+    assert list(zip(vision.anchor_image.tolist(), vision.anchor_instance.tolist())) == expected
+    assert torch.allclose(vision.anchor_weights.sum(1), torch.ones(len(expected)))
+    assert vision.pixels.shape == (len(images), 64, 64, 3) and vision.labels.shape[:2] == (len(images), 4)
+
+
+def test_a_window_of_steps_is_summarised_as_means_over_steps_and_per_task_over_samples():
+    def record(loss: float, per_sample: list[float], keys: list[str]) -> StepRecord:
+        return StepRecord({"loss": torch.tensor(loss)}, tokens=10, images=4,
+                          per_sample=torch.tensor(per_sample), task_keys=keys)
+
+    out = summarize_steps([record(1.0, [0.5, 1.5], ["describe", "match_pos"]), record(3.0, [2.5], ["describe"])])
+    assert out["loss"] == pytest.approx(2.0)
+    assert out["lm_describe"] == pytest.approx(1.5) and out["lm_match_pos"] == pytest.approx(1.5)
+    assert out["tokens"] == 10 and out["images"] == 4
+
+
+def test_the_training_log_says_whether_data_or_the_step_limits_speed(tmp_path: Path):
+    import json
+
+    trainer = Trainer(_cfg(steps=2), out=tmp_path)
+    trainer.run(progress=False)
+    records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "step_host_ms" in r]
+    assert len(steps) == 2 and all(r["data_wait_ms"] >= 0 and r["step_host_ms"] > 0 for r in steps)
 
 
 def test_camera_sized_scenes_are_resized_like_the_image_processor():

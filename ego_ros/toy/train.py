@@ -218,20 +218,78 @@ class PackedGroup:
     vis_row: torch.Tensor  # (n,) row of each visual position
     vis_pos: torch.Tensor  # (n,) column (sequence position) of each visual position
     vis_src: torch.Tensor  # (n,) image index * tokens per image + token index
+    # Answer positions, listed here so that the trainer picks them by index: a boolean selection on the
+    # device would wait for the GPU (it must count the selected rows) once per group.
+    ans_row: torch.Tensor  # (a,) row of each answer token
+    ans_pos: torch.Tensor  # (a,) position whose logits predict it
+    ans_ids: torch.Tensor  # (a,) the token
+    ans_count: torch.Tensor  # (b,) answer tokens per row (at least 1)
+
+    def pin_memory(self) -> PackedGroup:
+        return PackedGroup(**{k: v.pin_memory() for k, v in vars(self).items()})
+
+
+@dataclass
+class VisionTargets:
+    """Every image of a step, stacked, with the targets of the two dense vision losses."""
+
+    pixels: torch.Tensor  # uint8 (N, 64, 64, 3)
+    labels: torch.Tensor  # int64 (N, 4, T): per-patch shape, colour, pattern, mark class (0 = background)
+    anchor_image: torch.Tensor  # (M,) image of each contrastive anchor (a recognisable object)
+    anchor_instance: torch.Tensor  # (M,) its instance
+    anchor_weights: torch.Tensor  # float32 (M, T) its mask-pooling weights (sum 1)
+
+    @classmethod
+    def of(cls, images: list[ImageData]) -> VisionTargets:
+        tokens = images[0].labels[0].size if images else 0
+        img, inst, weights = [], [], []
+        for n, im in enumerate(images):
+            for k in range(len(im.obj_inst)):
+                w = im.obj_frac[k].reshape(-1)
+                total = float(w.sum())
+                if im.obj_ok[k] and total >= 1.0:
+                    weights.append(w / total)
+                    img.append(n)
+                    inst.append(int(im.obj_inst[k]))
+        return cls(
+            pixels=torch.from_numpy(np.stack([im.pixels for im in images]))
+            if images
+            else torch.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=torch.uint8),
+            labels=torch.from_numpy(np.stack([im.labels.reshape(4, -1) for im in images]).astype(np.int64))
+            if images
+            else torch.zeros((0, 4, tokens), dtype=torch.long),
+            anchor_image=torch.tensor(img, dtype=torch.long),
+            anchor_instance=torch.tensor(inst, dtype=torch.long),
+            anchor_weights=torch.from_numpy(np.stack(weights).astype(np.float32))
+            if weights
+            else torch.zeros((0, tokens), dtype=torch.float32),
+        )
+
+    def pin_memory(self) -> VisionTargets:
+        return VisionTargets(**{k: v.pin_memory() for k, v in vars(self).items()})
 
 
 @dataclass
 class PackedBatch:
-    """One step's data with every sequence already laid out (built in the data-loader workers)."""
+    """One step's data with every sequence already laid out and every image stacked (built in the
+    data-loader workers, so that the main process only launches work on the device)."""
 
     step: int
-    images: list[ImageData]
+    vision: VisionTargets
     groups: list[PackedGroup]
     task_keys: list[str]
 
     @property
     def n_samples(self) -> int:
         return len(self.task_keys)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.vision.pixels.shape[0])
+
+    def pin_memory(self) -> PackedBatch:
+        """Page-locked copy (DataLoader(pin_memory=True) calls this), so host-to-device copies run async."""
+        return PackedBatch(self.step, self.vision.pin_memory(), [g.pin_memory() for g in self.groups], self.task_keys)
 
 
 class SequencePacker:
@@ -300,6 +358,7 @@ class SequencePacker:
                 rows.extend([j] * len(p))
                 pos.extend(p)
                 src.extend(sr)
+            ans = (tgt != -100).nonzero()
             groups.append(
                 PackedGroup(
                     index=torch.tensor(idx, dtype=torch.long),
@@ -309,10 +368,14 @@ class SequencePacker:
                     vis_row=torch.tensor(rows, dtype=torch.long),
                     vis_pos=torch.tensor(pos, dtype=torch.long),
                     vis_src=torch.tensor(src, dtype=torch.long),
+                    ans_row=ans[:, 0].contiguous(),
+                    ans_pos=ans[:, 1].contiguous(),
+                    ans_ids=tgt[ans[:, 0], ans[:, 1]],
+                    ans_count=(tgt != -100).sum(1).clamp(min=1),
                 )
             )
         keys = [s.task if s.task != "match" else f"match_{s.kind}" for s in samples]
-        return PackedBatch(step=step, images=images, groups=groups, task_keys=keys)
+        return PackedBatch(step=step, vision=VisionTargets.of(images), groups=groups, task_keys=keys)
 
 
 _PACKERS: dict[ToyModelSpec, SequencePacker] = {}
@@ -367,6 +430,36 @@ class _BudgetPlanner:
         return True
 
 
+@dataclass
+class StepRecord:
+    """What one training step reports, its losses still on the device."""
+
+    scalars: dict[str, torch.Tensor]  # 0-d float tensors: losses, accuracies, feature spread, grad norm
+    tokens: int
+    images: int
+    per_sample: torch.Tensor  # (n,) language-model loss of each sample
+    task_keys: list[str]
+
+
+def summarize_steps(records: list[StepRecord]) -> dict[str, float]:
+    """Means over steps (and, per task, over samples) of a window of steps, read back in one transfer."""
+    keys = sorted({k for r in records for k in r.scalars})
+    dev = records[0].per_sample.device
+    nan = torch.tensor(float("nan"), device=dev)
+    table = torch.stack([torch.stack([r.scalars.get(k, nan).to(dev) for k in keys]) for r in records])
+    flat = torch.cat([table.reshape(-1), *[r.per_sample.float() for r in records]]).cpu()
+    values = flat[: table.numel()].reshape(table.shape).double()
+    out = {k: float(values[:, i].nanmean()) for i, k in enumerate(keys)}
+    out["tokens"] = float(np.mean([r.tokens for r in records]))
+    out["images"] = float(np.mean([r.images for r in records]))
+    task_loss: dict[str, list[float]] = {}
+    per_sample = flat[table.numel() :].tolist()
+    for key, v in zip((k for r in records for k in r.task_keys), per_sample):
+        task_loss.setdefault(key, []).append(v)
+    out.update({f"lm_{k}": float(np.mean(v)) for k, v in task_loss.items()})
+    return out
+
+
 def _identity(x):
     return x
 
@@ -419,7 +512,10 @@ class Trainer:
                 {"params": decay, "lr": lr, "base_lr": lr, "weight_decay": cfg.weight_decay, "step_offset": offset}
             )
             groups.append({"params": no_decay, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "step_offset": offset})
-        self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-8)
+        # fused: one kernel for all parameters on CUDA instead of a few per tensor
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), eps=1e-8, **fused)
+        self._trained = list(self.model.parameters()) + list(self.heads.parameters())
         self.step = 0
         self.samples_seen = 0
         self.history: list[dict[str, Any]] = []
@@ -433,9 +529,12 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def encode(self, images: list[ImageData]) -> torch.Tensor:
-        """(N, 64, D) projector outputs of the images (the path `LlavaBackend.encode_images` takes)."""
-        px = torch.from_numpy(np.stack([im.pixels for im in images])).to(self.device)
+    def encode(self, images: list[ImageData] | torch.Tensor) -> torch.Tensor:
+        """(N, 64, D) projector outputs of the images (the path `LlavaBackend.encode_images` takes);
+        `images` may also be their stacked uint8 pixels (N, 64, 64, 3)."""
+        if not isinstance(images, torch.Tensor):
+            images = torch.from_numpy(np.stack([im.pixels for im in images]))
+        px = images.to(self.device, non_blocking=True)
         # SigLIP processor at 64x64 input: rescale 1/255, normalise with mean = std = 0.5.
         px = px.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         cfg = self.model.config
@@ -494,9 +593,17 @@ class Trainer:
         out = self.model.model.language_model(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=False)
         return out.last_hidden_state, lengths
 
-    def dense_loss(self, feats: torch.Tensor, images: list[ImageData]) -> tuple[torch.Tensor, dict[str, float]]:
+    # The losses below stay on the device (no boolean selections, no Python numbers): every read-back
+    # to the host would make the CPU wait for the GPU once per step.
+    def dense_loss(
+        self, feats: torch.Tensor, labels: torch.Tensor | list[ImageData]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-patch attribute loss; `labels` (N, 4, T) as in `VisionTargets`. Returns the loss and the
+        accuracy of each attribute on object patches (0-d tensors)."""
+        if not isinstance(labels, torch.Tensor):
+            labels = VisionTargets.of(labels).labels
         logits = self.heads.dense(feats.float())  # (N, T, C)
-        labels = torch.from_numpy(np.stack([im.labels.reshape(4, -1) for im in images])).to(self.device)
+        labels = labels.to(self.device, non_blocking=True)
         total = feats.new_zeros((), dtype=torch.float32)
         accs = {}
         start = 0
@@ -510,37 +617,36 @@ class Trainer:
             w = torch.where(obj, 1.0, BACKGROUND_WEIGHT).reshape(-1)
             ce = F.cross_entropy(lg.reshape(-1, size), y.reshape(-1), reduction="none")
             total = total + (ce * w).sum() / w.sum()
-            if obj.any():
-                accs[name] = float((lg.argmax(-1)[obj] == y[obj]).float().mean())
+            accs[name] = ((lg.argmax(-1) == y) & obj).sum() / obj.sum().clamp(min=1)
         return total / 4, accs
 
-    def contrastive_loss(self, feats: torch.Tensor, images: list[ImageData]) -> tuple[torch.Tensor, float]:
-        """Supervised contrastive loss over mask-pooled object features of the whole batch."""
-        weights, img_idx, inst = [], [], []
-        for n, im in enumerate(images):
-            for k in range(len(im.obj_inst)):
-                w = im.obj_frac[k].reshape(-1)
-                if im.obj_ok[k] and w.sum() >= 1.0:
-                    weights.append(w / w.sum())
-                    img_idx.append(n)
-                    inst.append(int(im.obj_inst[k]))
-        if len(inst) < 2:
-            return feats.new_zeros((), dtype=torch.float32), 0.0
-        w = torch.from_numpy(np.stack(weights)).to(self.device)  # (M, T)
-        pooled = torch.einsum("mt,mtd->md", w, feats.float()[torch.tensor(img_idx, device=self.device)])
+    def contrastive_loss(
+        self, feats: torch.Tensor, vision: VisionTargets | list[ImageData]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Supervised contrastive loss over mask-pooled object features of the whole batch, and the
+        retrieval accuracy (is an anchor's nearest neighbour the same instance?)."""
+        if not isinstance(vision, VisionTargets):
+            vision = VisionTargets.of(vision)
+        zero = feats.new_zeros((), dtype=torch.float32)
+        m = int(vision.anchor_instance.shape[0])
+        if m < 2:
+            return zero, zero
+        dev = self.device
+        w = vision.anchor_weights.to(dev, non_blocking=True)  # (M, T)
+        img = vision.anchor_image.to(dev, non_blocking=True)
+        labels = vision.anchor_instance.to(dev, non_blocking=True)
+        pooled = torch.einsum("mt,mtd->md", w, feats.float()[img])
         z = F.normalize(self.heads.proj(pooled), dim=-1)
-        labels = torch.tensor(inst, device=self.device)
         sim = z @ z.T / self.cfg.temperature
-        eye = torch.eye(len(inst), dtype=torch.bool, device=self.device)
+        eye = torch.eye(m, dtype=torch.bool, device=dev)
         sim = sim.masked_fill(eye, float("-inf"))
         pos = (labels[:, None] == labels[None, :]) & ~eye
         has = pos.any(1)
-        if not has.any():
-            return feats.new_zeros((), dtype=torch.float32), 0.0
+        n_has = has.sum().clamp(min=1)
         logp = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-        loss = -(logp.masked_fill(~pos, 0.0).sum(1)[has] / pos.sum(1)[has]).mean()
-        # retrieval accuracy: is an anchor's nearest neighbour the same instance?
-        acc = float((labels[sim.argmax(1)] == labels)[has].float().mean())
+        per_anchor = logp.masked_fill(~pos, 0.0).sum(1) / pos.sum(1).clamp(min=1)
+        loss = -(per_anchor * has).sum() / n_has
+        acc = ((labels[sim.argmax(1)] == labels) & has).sum() / n_has
         return loss, acc
 
     # ----- training ----------------------------------------------------------------------------------
@@ -553,7 +659,8 @@ class Trainer:
         vals = flat[group.vis_src.to(dev, non_blocking=True)].to(emb.dtype)
         emb = emb.index_put((group.vis_row.to(dev, non_blocking=True), group.vis_pos.to(dev, non_blocking=True)), vals)
         lmax = ids.shape[1]
-        mask = (torch.arange(lmax)[None, :] < group.lengths[:, None]).long().to(dev)
+        lengths = group.lengths.to(dev, non_blocking=True)
+        mask = (torch.arange(lmax, device=dev)[None, :] < lengths[:, None]).long()
         pos = torch.arange(lmax, device=dev)[None, :].expand(ids.shape[0], -1)
         out = self.model.model.language_model(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=False)
         return out.last_hidden_state
@@ -562,16 +669,15 @@ class Trainer:
         """(n_samples,) language-model loss of each sample: mean over its answer tokens."""
         per_sample = torch.zeros(batch.n_samples, device=self.device)
         for g in batch.groups:
+            dev = self.device
             hidden = self._packed_hidden(g, feats)
-            tgt = g.targets.to(self.device, non_blocking=True)
-            sel = tgt != -100
-            logits = self.model.lm_head(hidden[sel]).float()
-            tok_loss = F.cross_entropy(logits, tgt[sel], reduction="none")
-            rows = sel.nonzero()[:, 0]
+            rows = g.ans_row.to(dev, non_blocking=True)
+            logits = self.model.lm_head(hidden[rows, g.ans_pos.to(dev, non_blocking=True)]).float()
+            tok_loss = F.cross_entropy(logits, g.ans_ids.to(dev, non_blocking=True), reduction="none")
             # each sample weighs the same, whatever the length of its answer
-            per_row = torch.zeros(len(g.index), device=self.device).index_add(0, rows, tok_loss)
-            per_row = per_row / sel.sum(1).clamp(min=1)
-            per_sample = per_sample.index_add(0, g.index.to(self.device), per_row)
+            per_row = torch.zeros(len(g.index), device=dev).index_add(0, rows, tok_loss)
+            per_row = per_row / g.ans_count.to(dev, non_blocking=True)
+            per_sample = per_sample.index_add(0, g.index.to(dev, non_blocking=True), per_row)
         return per_sample
 
     def pack(self, samples: list[Sample], extra: list[ImageData] | None = None) -> PackedBatch:
@@ -581,7 +687,13 @@ class Trainer:
         self, batch: PackedBatch | list[Sample], extra: list[ImageData] | None = None
     ) -> dict[str, float]:
         """One optimizer step on a packed batch, or on `samples` plus vision-only `extra` images: language
-        modelling on the samples, dense and contrastive losses on every image."""
+        modelling on the samples, dense and contrastive losses on every image. Returns its statistics."""
+        return summarize_steps([self.launch_step(batch, extra)])
+
+    def launch_step(self, batch: PackedBatch | list[Sample], extra: list[ImageData] | None = None) -> StepRecord:
+        """`train_step` without reading anything back: the statistics stay on the device until
+        `summarize_steps` reads a whole logging window at once, so on a GPU the host can queue the next
+        step while this one runs."""
         cfg = self.cfg
         if not isinstance(batch, PackedBatch):
             batch = self.pack(batch, extra)
@@ -589,48 +701,45 @@ class Trainer:
         self.heads.train()
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * _lr_factor(self.step, cfg, g.get("step_offset", 0))
-        images = batch.images
+        vision = batch.vision
         n = batch.n_samples
         with self._autocast():
-            feats = self.encode(images)
+            feats = self.encode(vision.pixels)
             per_sample = self.sample_losses(batch, feats)
             lm_loss = per_sample.mean() if n else feats.new_zeros((), dtype=torch.float32)
-            tokens = sum(int(g.lengths.sum()) for g in batch.groups)
-            dense, dense_acc = self.dense_loss(feats, images)
-            contrast, contrast_acc = self.contrastive_loss(feats, images)
+            dense, dense_acc = self.dense_loss(feats, vision.labels)
+            contrast, contrast_acc = self.contrastive_loss(feats, vision)
             loss = lm_loss + cfg.dense_weight * dense + cfg.contrastive_weight * contrast
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            list(self.model.parameters()) + list(self.heads.parameters()), cfg.grad_clip
-        )
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._trained, cfg.grad_clip)
         self.optimizer.step()
         self.step += 1
         self.samples_seen += n
         with torch.no_grad():
             f = feats.detach().float()
-            fstd = float(f.std(dim=(0, 1)).mean())
+            fstd = f.std(dim=(0, 1)).mean()
             # between-image variation of the mean feature relative to the overall token spread:
             # goes to 0 if the projector collapses to one output for every image
-            fimg = float(f.mean(1).std(0).mean() / max(fstd, 1e-8))
-        stats = {
-            "loss": float(loss.detach()),
-            "lm": float(lm_loss.detach()),
-            "dense": float(dense.detach()),
-            "contrast": float(contrast.detach()),
+            fimg = f.mean(1).std(0).mean() / fstd.clamp(min=1e-8)
+        scalars = {
+            "loss": loss.detach(),
+            "lm": lm_loss.detach(),
+            "dense": dense.detach(),
+            "contrast": contrast.detach(),
             "contrast_acc": contrast_acc,
             "fstd": fstd,
             "fimg": fimg,
-            "grad_norm": float(grad_norm),
-            "tokens": tokens,
-            "images": len(images),
+            "grad_norm": grad_norm,
         }
-        stats.update({f"dense_{k}": v for k, v in dense_acc.items()})
-        task_loss: dict[str, list[float]] = {}
-        for key, v in zip(batch.task_keys, per_sample.detach().tolist()):
-            task_loss.setdefault(key, []).append(v)
-        stats.update({f"lm_{k}": float(np.mean(v)) for k, v in task_loss.items()})
-        return stats
+        scalars.update({f"dense_{k}": v for k, v in dense_acc.items()})
+        return StepRecord(
+            scalars={k: v.detach().float().reshape(()) for k, v in scalars.items()},
+            tokens=sum(int(g.lengths.sum()) for g in batch.groups),
+            images=batch.n_images,
+            per_sample=per_sample.detach(),
+            task_keys=list(batch.task_keys),
+        )
 
     # ----- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -733,6 +842,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.heads.load_state_dict(state["heads"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for g in self.optimizer.param_groups:  # a checkpoint from another device keeps this one's kernel
+            g["fused"] = True if self.device.type == "cuda" else None
         self.step = int(state["step"])
         self.samples_seen = int(state.get("samples_seen", self.step * self.cfg.batch_size))
         self.history = list(state.get("history", []))
@@ -799,23 +910,34 @@ class Trainer:
             worker_init_fn=_worker_init if cfg.workers > 0 else None,
             prefetch_factor=4 if cfg.workers > 0 else None,
             persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
         )
         last_ckpt = time.monotonic()
         planner = _BudgetPlanner(cfg, self.step) if cfg.minutes > 0 else None
-        window: list[dict[str, float]] = []
+        window: list[StepRecord] = []
         t_window = time.perf_counter()
+        # host time waiting for the loader vs launching steps: says whether data or the step limits speed
+        wait = busy = 0.0
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, dynamic_ncols=True, unit="step")
         try:
-            for batch in loader:
+            it = iter(loader)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(it, None)
+                t1 = time.perf_counter()
+                if batch is None:
+                    break
                 if batch.step != self.step:
                     raise RuntimeError(f"data stream out of step: batch {batch.step} at step {self.step}")
-                stats = self.train_step(batch)
-                window.append(stats)
+                window.append(self.launch_step(batch))
+                wait += t1 - t0
+                busy += time.perf_counter() - t1
                 bar.update(1)
                 if planner is not None and planner.replan(self.step):
                     bar.total = cfg.steps
                     bar.refresh()
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    stats = summarize_steps(window)
                     dt = time.perf_counter() - t_window
                     rec = {
                         "step": self.step,
@@ -823,17 +945,16 @@ class Trainer:
                         "samples_per_s": round(len(window) * cfg.batch_size / max(dt, 1e-9), 2)
                         if self.step > cfg.vision_steps
                         else 0.0,
-                        "images_per_s": round(sum(w["images"] for w in window) / max(dt, 1e-9), 1),
+                        "images_per_s": round(stats.pop("images") * len(window) / max(dt, 1e-9), 1),
                         "lr_factor": round(_lr_factor(self.step - 1, cfg), 4),
                         "hard_share": round(cfg.tasks.hard_share(self.step - cfg.vision_steps), 3),
+                        "data_wait_ms": round(1000 * wait / len(window), 1),
+                        "step_host_ms": round(1000 * busy / len(window), 1),
                     }
-                    keys = sorted({k for w in window for k in w} - {"images"})
-                    for k in keys:
-                        vals = [w[k] for w in window if k in w]
-                        rec[k] = round(float(np.mean(vals)), 4)
+                    rec.update({k: round(v, 4) for k, v in stats.items()})
                     self._log(rec)
                     bar.set_postfix(loss=rec["loss"], lm=rec["lm"], fimg=rec["fimg"], sps=rec["samples_per_s"])
-                    window, t_window = [], time.perf_counter()
+                    window, t_window, wait, busy = [], time.perf_counter(), 0.0, 0.0
                     if not all(math.isfinite(rec[k]) for k in ("loss", "lm")):
                         raise FloatingPointError(f"non-finite loss at step {self.step}: {rec}")
                 if cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
