@@ -150,6 +150,21 @@ def test_the_training_log_says_whether_data_or_the_step_limits_speed(tmp_path: P
     assert len(steps) == 2 and all(r["data_wait_ms"] >= 0 and r["step_host_ms"] > 0 for r in steps)
 
 
+def test_patch_labels_are_the_majority_attribute_value_of_each_patch():
+    from ego_ros.toy.attributes import ATTRIBUTES
+    from ego_ros.toy.render import pool_labels
+
+    for i in range(20):
+        rng = np.random.default_rng([3, i])
+        scene = tasks.query_scene(rng, 64, n_objects=(3, 4))
+        data = tasks.image_data(scene)
+        for a, attr in enumerate(ATTRIBUTES):
+            lut = np.zeros(len(scene.spec.instances) + 1, dtype=np.uint8)
+            lut[1:] = [getattr(inst, attr) + 1 for inst in scene.spec.instances]
+            expected = pool_labels(lut[scene.labels.object], tasks.PATCH, tasks.LABEL_CLASSES[attr])
+            assert np.array_equal(data.labels[a], expected), (i, attr)
+
+
 def test_camera_sized_scenes_are_resized_like_the_image_processor():
     rng = np.random.default_rng(2)
     scene = tasks.query_scene(rng, (160, 120))

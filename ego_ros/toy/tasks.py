@@ -52,7 +52,7 @@ from .attributes import (
     sample_near_duplicate,
 )
 from .model_config import PROMPT_OVERRIDES
-from .render import Scene, pool_fractions, pool_labels, render
+from .render import Scene, pool_fractions, render
 from .scenes import query_scene, random_scene, reference_scene
 
 IMAGE_SIZE = 64
@@ -188,11 +188,28 @@ def render_size(rng: np.random.Generator, cfg: TaskConfig) -> tuple[int, int]:
 
 
 def _attribute_luts(instances: tuple[Instance, ...]) -> np.ndarray:
-    lut = np.zeros((4, 256), dtype=np.int64)
+    lut = np.zeros((4, len(instances) + 1), dtype=np.int64)
     for k, inst in enumerate(instances):
         for a, attr in enumerate(ATTRIBUTES):
             lut[a, k + 1] = getattr(inst, attr) + 1
     return lut
+
+
+def _labelled(pixels: np.ndarray, obj: np.ndarray, instances: tuple[Instance, ...], ok: np.ndarray) -> ImageData:
+    """ImageData of 64x64 `pixels` with object map `obj` (0 = background, k + 1 = object k)."""
+    n = len(instances)
+    frac = pool_fractions(obj, PATCH, n + 1)  # (n + 1, G, G), background first
+    lut = _attribute_luts(instances)
+    labels = np.empty((4, GRID, GRID), dtype=np.int64)
+    for a, attr in enumerate(ATTRIBUTES):
+        # Majority attribute value per patch, from the object shares: a patch half covered by two red
+        # objects is red. Shares are multiples of 1/64, so these sums are exact and ties break to the
+        # lower label as in `pool_labels` of the attribute map.
+        share = np.zeros((LABEL_CLASSES[attr], GRID, GRID), dtype=np.float32)
+        np.add.at(share, lut[a], frac)
+        labels[a] = share.argmax(0)
+    inst = np.array([i.index for i in instances], dtype=np.int64)
+    return ImageData(pixels=np.ascontiguousarray(pixels), labels=labels, obj_frac=frac[1:], obj_inst=inst, obj_ok=ok)
 
 
 def image_data(scene: Scene) -> ImageData:
@@ -204,14 +221,8 @@ def image_data(scene: Scene) -> ImageData:
     else:
         pixels = scene.image
     n = len(scene.spec.objects)
-    lut = _attribute_luts(scene.spec.instances)
-    labels = np.stack(
-        [pool_labels(lut[a][obj].astype(np.uint8), PATCH, LABEL_CLASSES[attr]) for a, attr in enumerate(ATTRIBUTES)]
-    )
-    frac = pool_fractions(obj, PATCH, n + 1)[1:] if n else np.zeros((0, GRID, GRID), np.float32)
     ok = np.array([scene.is_recognisable(k, 0.5) for k in range(n)], dtype=bool)
-    inst = np.array([i.index for i in scene.spec.instances], dtype=np.int64)
-    return ImageData(pixels=np.ascontiguousarray(pixels), labels=labels, obj_frac=frac, obj_inst=inst, obj_ok=ok)
+    return _labelled(pixels, obj, scene.spec.instances, ok)
 
 
 def crop_scene(scene: Scene, k: int, rng: np.random.Generator) -> ImageData:
@@ -232,16 +243,9 @@ def crop_scene(scene: Scene, k: int, rng: np.random.Generator) -> ImageData:
     obj = np.ascontiguousarray(big.labels.object[ay : ay + s, ax : ax + s])
     pixels = np.asarray(Image.fromarray(img).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC))
     obj = cv2.resize(obj, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_NEAREST)
-    n = len(scene.spec.objects)
-    lut = _attribute_luts(scene.spec.instances)
-    labels = np.stack(
-        [pool_labels(lut[a][obj].astype(np.uint8), PATCH, LABEL_CLASSES[attr]) for a, attr in enumerate(ATTRIBUTES)]
-    )
-    frac = pool_fractions(obj, PATCH, n + 1)[1:]
-    ok = np.zeros(n, dtype=bool)
+    ok = np.zeros(len(scene.spec.objects), dtype=bool)
     ok[k] = True
-    inst = np.array([i.index for i in scene.spec.instances], dtype=np.int64)
-    return ImageData(pixels=np.ascontiguousarray(pixels), labels=labels, obj_frac=frac, obj_inst=inst, obj_ok=ok)
+    return _labelled(pixels, obj, scene.spec.instances, ok)
 
 
 # ------------------------------------------------------------------------------------------------
