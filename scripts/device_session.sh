@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # One lent-GPU session, as run through the device tool: train the toy model on CUDA under a wall-clock
-# budget, then the real-scale GPU latency benchmark. Everything that must come back is written to $OUT
-# as it becomes ready (at most 8 files of at most 16 MiB: the checkpoint travels in 15 MiB parts).
+# budget (and, with BENCH set, the real-scale GPU latency benchmark). Everything that must come back is
+# written to $OUT as it becomes ready (at most 8 files of at most 16 MiB: the checkpoint travels in
+# 15 MiB parts).
 #
 #   OUT=/tmp/out bash scripts/device_session.sh                 # on the GPU machine
-#   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny BENCH="" bash scripts/device_session.sh   # dry run
+#   OUT=/tmp/out RESUME=1 bash scripts/device_session.sh        # continue from runs/gpu/ckpt_latest.pt(.part*)
+#   OUT=/tmp/out BENCH="qwen internvl" bash scripts/device_session.sh   # also the latency benchmark
+#   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny bash scripts/device_session.sh   # dry run
 #
 # Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
+# train_log.jsonl says per logging window how long the main process waited for data (data_wait_ms)
+# and spent launching a step (step_host_ms): the first says add workers or speed up the world, the
+# second a larger BATCH.
 set -u -o pipefail
 : "${OUT:?set OUT}"
 DEVICE=${DEVICE:-cuda}
 WORKERS=${WORKERS:-14}
-MINUTES=${MINUTES:-5.2}
+MINUTES=${MINUTES:-8}
+BATCH=${BATCH:-128}
+LM_GROUP=${LM_GROUP:-64}
+RESUME=${RESUME:-}
 EXTRA=${EXTRA:-}
-BENCH=${BENCH-qwen internvl}
-RUN=runs/gpu
+BENCH=${BENCH:-}
+RUN=${RUN:-runs/gpu}
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$RUN"
@@ -24,12 +33,21 @@ mkdir -p "$RUN"
   nproc
 } 2>&1 | tee "$RUN/machine.txt"
 
+if [ -n "$RESUME" ]; then
+  if ls "$RUN"/ckpt_latest.pt.part* >/dev/null 2>&1; then
+    cat "$RUN"/ckpt_latest.pt.part* > "$RUN/ckpt_latest.pt" && rm -f "$RUN"/ckpt_latest.pt.part*
+  fi
+  [ -f "$RUN/ckpt_latest.pt" ] || { echo "RESUME set but no $RUN/ckpt_latest.pt(.part*)"; exit 2; }
+  # the checkpoint keeps seed and recipe; only the budget, device and loader change
+  ARGS=(--resume "$RUN/ckpt_latest.pt" --steps 100000)
+else
+  ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --vision-steps 300
+        --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4)
+fi
 # shellcheck disable=SC2086
-timeout $($PY -c "print(int($MINUTES * 60 + 90))") $PY -m ego_ros.toy.train_cli \
-  --seed 0 --device "$DEVICE" --workers "$WORKERS" --batch-size 128 --lm-group 64 --steps 100000 \
-  --minutes "$MINUTES" --vision-steps 300 --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 \
-  --lr-vision 3e-4 --lr-lm 6e-4 --eval-every 400 --checkpoint-minutes 1.5 --out "$RUN" --no-progress $EXTRA \
-  2>&1 | grep -v "Warning" | tee "$RUN/train_stdout.log"
+timeout $($PY -c "print(int($MINUTES * 60 + 90))") $PY -m ego_ros.toy.train_cli "${ARGS[@]}" \
+  --device "$DEVICE" --workers "$WORKERS" --minutes "$MINUTES" --eval-every 400 --checkpoint-minutes 1.5 \
+  --out "$RUN" --no-progress $EXTRA 2>&1 | grep -v "Warning" | tee "$RUN/train_stdout.log"
 echo "train exit ${PIPESTATUS[0]}"
 if [ -f "$RUN/ckpt_latest.pt" ]; then
   split -b 15m -d "$RUN/ckpt_latest.pt" "$OUT/ckpt_latest.pt.part"
