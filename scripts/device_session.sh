@@ -10,6 +10,8 @@
 #   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny bash scripts/device_session.sh   # dry run
 #
 # Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
+# To resume on the GPU, put the parts in runs/gpu/ and carry runs/gpu: the 64 MiB carry limit counts the
+# whole tree, so move ego_ros/toy/model (16 MB, not needed for training) out of the tree for that call.
 # train_log.jsonl says per logging window how long the main process waited for data (data_wait_ms)
 # and spent launching a step (step_host_ms): the first says add workers or speed up the world, the
 # second a larger BATCH.
