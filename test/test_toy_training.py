@@ -140,6 +140,14 @@ def test_a_window_of_steps_is_summarised_as_means_over_steps_and_per_task_over_s
     assert out["tokens"] == 10 and out["images"] == 4
 
 
+def test_a_non_finite_loss_in_any_step_shows_in_the_window_summary():
+    def record(loss: float) -> StepRecord:
+        return StepRecord({"loss": torch.tensor(loss)}, tokens=1, images=1, per_sample=torch.zeros(1),
+                          task_keys=["describe"])
+
+    assert not np.isfinite(summarize_steps([record(1.0), record(float("nan")), record(2.0)])["loss"])
+
+
 def test_the_training_log_says_whether_data_or_the_step_limits_speed(tmp_path: Path):
     import json
 

@@ -443,13 +443,12 @@ class StepRecord:
 
 def summarize_steps(records: list[StepRecord]) -> dict[str, float]:
     """Means over steps (and, per task, over samples) of a window of steps, read back in one transfer."""
-    keys = sorted({k for r in records for k in r.scalars})
-    dev = records[0].per_sample.device
-    nan = torch.tensor(float("nan"), device=dev)
-    table = torch.stack([torch.stack([r.scalars.get(k, nan).to(dev) for k in keys]) for r in records])
+    keys = sorted(records[0].scalars)  # every step reports the same statistics
+    table = torch.stack([torch.stack([r.scalars[k] for k in keys]) for r in records])
     flat = torch.cat([table.reshape(-1), *[r.per_sample.float() for r in records]]).cpu()
+    # a plain mean: a non-finite loss in any step of the window must show in the log (the loop stops on it)
     values = flat[: table.numel()].reshape(table.shape).double()
-    out = {k: float(values[:, i].nanmean()) for i, k in enumerate(keys)}
+    out = {k: float(values[:, i].mean()) for i, k in enumerate(keys)}
     out["tokens"] = float(np.mean([r.tokens for r in records]))
     out["images"] = float(np.mean([r.images for r in records]))
     task_loss: dict[str, list[float]] = {}
@@ -595,13 +594,9 @@ class Trainer:
 
     # The losses below stay on the device (no boolean selections, no Python numbers): every read-back
     # to the host would make the CPU wait for the GPU once per step.
-    def dense_loss(
-        self, feats: torch.Tensor, labels: torch.Tensor | list[ImageData]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def dense_loss(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-patch attribute loss; `labels` (N, 4, T) as in `VisionTargets`. Returns the loss and the
         accuracy of each attribute on object patches (0-d tensors)."""
-        if not isinstance(labels, torch.Tensor):
-            labels = VisionTargets.of(labels).labels
         logits = self.heads.dense(feats.float())  # (N, T, C)
         labels = labels.to(self.device, non_blocking=True)
         total = feats.new_zeros((), dtype=torch.float32)
@@ -620,13 +615,9 @@ class Trainer:
             accs[name] = ((lg.argmax(-1) == y) & obj).sum() / obj.sum().clamp(min=1)
         return total / 4, accs
 
-    def contrastive_loss(
-        self, feats: torch.Tensor, vision: VisionTargets | list[ImageData]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def contrastive_loss(self, feats: torch.Tensor, vision: VisionTargets) -> tuple[torch.Tensor, torch.Tensor]:
         """Supervised contrastive loss over mask-pooled object features of the whole batch, and the
         retrieval accuracy (is an anchor's nearest neighbour the same instance?)."""
-        if not isinstance(vision, VisionTargets):
-            vision = VisionTargets.of(vision)
         zero = feats.new_zeros((), dtype=torch.float32)
         m = int(vision.anchor_instance.shape[0])
         if m < 2:
