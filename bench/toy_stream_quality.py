@@ -6,7 +6,8 @@ camera frames (squeezed to 64x64 by the processor) of moving, rotating, partly h
 demo's two reference views) on frames sampled from the first clips of several camera seeds, so a
 change of weights can be judged on the stream regime too: ROC AUC, and accuracy, recall and false
 positive rate at the engine's threshold 0.5. Frames where the concept is visible but not recognisable
-(mark hidden or less than half of it shown) are left out, as the demo's ground truth calls them.
+(mark hidden or less than half of it shown) are left out: the demo's ground truth counts them as
+absent, but they are neither a fair positive nor a fair negative.
 
 Usage: python bench/toy_stream_quality.py [--model toy] [--seeds 6] [--clips 3] [--every 12]
        [--out bench/results/toy_stream_quality.json]
@@ -23,10 +24,11 @@ import torch
 from PIL import Image
 
 from ego_ros.core.engine import EgoEngine
-from ego_ros.ros.demo import DEMO_INSTANCE, DEMO_NAME, reference_views
+from ego_ros.ros.demo import DEMO_INCLUDE_P, DEMO_INSTANCE, DEMO_NAME, reference_views
+from ego_ros.ros.synthetic_camera import ToyCamera
 from ego_ros.toy import world
 from ego_ros.toy.train import auc
-from ego_ros.toy.video import VideoStream, render_frame
+from ego_ros.toy.video import render_frame
 
 
 def main() -> None:
@@ -45,12 +47,12 @@ def main() -> None:
     engine.introduce(DEMO_NAME, [Image.fromarray(v) for v in reference_views()], replace_existing=True)
     pos, neg = [], []
     for seed in range(args.seeds):
-        # the demo camera's stream settings (ego_ros.ros.demo: include_p 0.8, 640x480 at 30 Hz)
-        stream = VideoStream(seed, size=(640, 480), fps=30.0, include=[inst], include_p=0.8)
+        # the demo camera's own stream (its default 640x480 at 30 Hz), sampled instead of played through
+        stream = ToyCamera(seed, include=[DEMO_INSTANCE], include_p=DEMO_INCLUDE_P).stream
         for k in range(args.clips):
             clip = stream.make_clip(k)
             for i in range(0, clip.n_frames, args.every):
-                frame = render_frame(clip, i, (640, 480), k)
+                frame = render_frame(clip, i, stream.size, k)
                 present = inst in frame.recognisable
                 if inst in frame.visible and not present:
                     continue

@@ -42,16 +42,14 @@ import sys
 from pathlib import Path
 
 from ego_ros.core.engine import EgoEngine
-from ego_ros.toy.train import auc
-from test_toy_model import SEPARATION_SEEDS, _engine_scores
+from test_toy_model import SEPARATION_SEEDS, _engine_scores, _pooled_auc
 
 model, out, committed = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 engine = EgoEngine.load(model)
-easy = {s: auc(*_engine_scores(engine, s, "easy")) for s in SEPARATION_SEEDS}
+easy = {s: _pooled_auc([_engine_scores(engine, s, "easy")]) for s in SEPARATION_SEEDS}
 hard_scores = {s: _engine_scores(engine, s, "hard") for s in SEPARATION_SEEDS}
-hard = {s: auc(*sc) for s, sc in hard_scores.items()}
-# pooled as the test pools it: all seeds' positives against all seeds' look-alikes
-pooled = auc([p for sc in hard_scores.values() for p in sc[0]], [n for sc in hard_scores.values() for n in sc[1]])
+hard = {s: _pooled_auc([sc]) for s, sc in hard_scores.items()}
+pooled = _pooled_auc(list(hard_scores.values()))  # what the look-alike test asserts
 sep = {"easy_auc": easy, "hard_auc": hard, "hard_auc_pooled": pooled}
 (out / "separation.json").write_text(json.dumps(sep, indent=1))
 print("separation", json.dumps(sep))

@@ -233,17 +233,17 @@ def _engine_scores(engine, seed: int, negative: str, concepts: int = 6, queries:
     return pos, neg
 
 
+def _pooled_auc(scores: list[tuple[list, list]]) -> float:
+    """ROC AUC of every (positives, negatives) pair's positives against all their negatives."""
+    from ego_ros.toy.train import auc
+
+    return auc([p for pos, _ in scores for p in pos], [n for _, neg in scores for n in neg])
+
+
 def _engine_separation(engine, seeds: tuple[int, ...], negative: str) -> float:
     """ROC AUC of `_engine_scores` pooled over `seeds`: one seed's 18 positives and 18 negatives are too
     few to judge a weak effect such as look-alike separation."""
-    from ego_ros.toy.train import auc
-
-    pos, neg = [], []
-    for seed in seeds:
-        p, n = _engine_scores(engine, seed, negative)
-        pos += p
-        neg += n
-    return auc(pos, neg)
+    return _pooled_auc([_engine_scores(engine, seed, negative) for seed in seeds])
 
 
 @committed

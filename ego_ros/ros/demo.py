@@ -37,6 +37,8 @@ from ..core.errors import EgoError
 
 #: The demo's personal concept: a held-out toy-world instance (the toy model never saw it in training).
 DEMO_INSTANCE = "red-heart-checkered-white-right"
+#: Share of the camera's clips that show the demo's object (the other clips are its negatives).
+DEMO_INCLUDE_P = 0.8
 DEMO_NAME = "kona"
 DEMO_NOTES = "the demo's personal object: a red heart, checkered, with a white mark on the right"
 DEMO_QUESTION = f"What colour is {DEMO_NAME}?"
@@ -505,8 +507,8 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
             model = "random:llava"
     profile = find_profile()
     transport = "raw" if profile is not None else "compressed"
-    camera_params = {"seed": seed, "include": [DEMO_INSTANCE], "include_names": [DEMO_NAME], "include_p": 0.8,
-                     "publish_compressed": transport == "compressed"}
+    camera_params = {"seed": seed, "include": [DEMO_INSTANCE], "include_names": [DEMO_NAME],
+                     "include_p": DEMO_INCLUDE_P, "publish_compressed": transport == "compressed"}
     result = DemoResult(model=model)
     # The demo's concept store is its own (never the user's per-model store): kept with the logs when
     # --log-dir is given, else a temporary folder.
