@@ -264,6 +264,21 @@ def test_a_time_budget_fits_the_number_of_steps_to_the_measured_speed(monkeypatc
     assert planner.replan(130) and cfg.steps == 130  # past the budget: stop here
 
 
+def test_a_resumed_run_does_not_fix_its_plan_on_the_slow_first_window(monkeypatch):
+    from ego_ros.toy import train
+
+    now = [0.0]
+    monkeypatch.setattr(train.time, "monotonic", lambda: now[0])
+    cfg = _cfg(steps=100000, minutes=10.0, vision_steps=0)
+    planner = train._BudgetPlanner(cfg, start=5000, every=100, reserve_s=20.0)
+    for step in range(5001, 5321):  # warm-up at 1 step/s up to step 5120, then 8 steps/s
+        now[0] = float(step - 5000) if step <= 5120 else 120.0 + (step - 5120) / 8
+        planner.replan(step)
+    # the first estimate (1 step/s) planned 5580 steps, whose decay start lies behind the resume point;
+    # later windows measure 8 steps/s: 145 s spent, 435 s left after the reserve, 3480 more steps
+    assert cfg.steps == 5320 + 3480
+
+
 def test_the_vision_first_phase_trains_only_the_vision_tower_and_projector():
     trainer = Trainer(_cfg(vision_steps=2))
     lm_before = [p.detach().clone() for p in trainer.model.model.language_model.parameters()]

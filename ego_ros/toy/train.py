@@ -397,10 +397,18 @@ class _BudgetPlanner:
     """Fits `cfg.steps` to a wall-clock budget: from the measured step rate, re-estimated every
     `every` steps until the learning-rate decay begins (then the plan is fixed, so the decay runs
     whole); past the budget the plan is cut to the current step. The final `steps` is saved with the
-    checkpoints, so `--steps N` repeats the run without a budget."""
+    checkpoints, so `--steps N` repeats the run without a budget.
 
-    def __init__(self, cfg: TrainConfig, start: int, every: int = 100, reserve_s: float = 20.0) -> None:
-        self.cfg, self.every, self.reserve = cfg, every, reserve_s
+    The rate is that of the last window, and the plan is fixed only after `settle` estimates: the
+    first windows of a run (CUDA warm-up, loader workers starting) are several times slower, and a
+    resumed run is already past the decay start of a plan made from them, so fixing at once would
+    end it after a fraction of its budget (measured on the H100: 2 of 7 minutes)."""
+
+    def __init__(
+        self, cfg: TrainConfig, start: int, every: int = 100, reserve_s: float = 20.0, settle: int = 3
+    ) -> None:
+        self.cfg, self.every, self.reserve, self.settle = cfg, every, reserve_s, settle
+        self.estimates = 0
         self.limit = cfg.steps
         self.t0 = time.monotonic()
         self.deadline = self.t0 + cfg.minutes * 60
@@ -423,9 +431,11 @@ class _BudgetPlanner:
         if (step - self.mark[0]) % self.every:
             return False
         rate = (step - self.mark[0]) / max(now - self.mark[1], 1e-9)
+        self.mark = (step, now)
+        self.estimates += 1
         planned = step + int(rate * max(0.0, self.deadline - now - self.reserve))
         self.cfg.steps = max(step + 1, min(self.limit, planned))
-        if step >= int(self.cfg.steps * (1 - self.cfg.decay_frac)):
+        if self.estimates >= self.settle and step >= int(self.cfg.steps * (1 - self.cfg.decay_frac)):
             self.fixed = True
         return True
 
@@ -835,6 +845,11 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         for g in self.optimizer.param_groups:  # a checkpoint from another device keeps this one's kernel
             g["fused"] = True if self.device.type == "cuda" else None
+        # torch keeps Adam's step counters where they were saved unless the *saved* groups were fused;
+        # the fused CUDA kernel needs them as float32 on the parameters' device
+        for st in self.optimizer.state.values():
+            if torch.is_tensor(st.get("step")):
+                st["step"] = st["step"].to(self.device, torch.float32)
         self.step = int(state["step"])
         self.samples_seen = int(state.get("samples_seen", self.step * self.cfg.batch_size))
         self.history = list(state.get("history", []))
