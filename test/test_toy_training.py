@@ -382,6 +382,18 @@ def test_cli_with_zero_steps_only_exports_a_checkpoint(tmp_path: Path):
     assert "--steps 2 " in (tmp_path / "model" / "TRAINING.md").read_text()
 
 
+def test_cli_exports_a_checkpoint_trained_on_cuda_without_cuda(tmp_path: Path):
+    from ego_ros.toy.train_cli import main
+
+    trainer = Trainer(_cfg(steps=1))
+    ckpt = trainer.save_checkpoint(tmp_path / CHECKPOINT_LATEST)
+    state = torch.load(ckpt, weights_only=False)
+    state["config"]["device"] = "cuda"  # as written by the lent GPU
+    torch.save(state, ckpt)
+    rc = main(["--resume", str(ckpt), "--steps", "0", "--export", str(tmp_path / "model"), "--no-progress"])
+    assert rc == 0 and (tmp_path / "model" / "model.safetensors").is_file()
+
+
 def test_cli_refuses_a_missing_checkpoint(tmp_path: Path, capsys):
     from ego_ros.toy.train_cli import main
 

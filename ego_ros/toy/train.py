@@ -487,7 +487,10 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out) if out is not None else None
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {cfg.device!r} requested but CUDA is not available")
+            raise RuntimeError(
+                f"device {cfg.device!r} requested but CUDA is not available "
+                "(a checkpoint trained on CUDA resumes here with --device cpu)"
+            )
         self.device = torch.device(cfg.device)
         if self.device.type == "cpu" and cfg.threads > 0:
             torch.set_num_threads(cfg.threads)

@@ -127,6 +127,10 @@ def run_train(args: argparse.Namespace) -> int:
     train = overrides.get("steps") != 0
     if not train:
         overrides.pop("steps")
+        # exporting needs no accelerator (weights are written as float32 CPU tensors), so a checkpoint
+        # trained on the lent GPU exports on a CPU-only machine
+        if overrides.get("device") is None:
+            overrides["device"] = "cpu"
     resume = args.resume
     if resume == "auto":
         cand = Path(args.out or ".") / CHECKPOINT_LATEST
