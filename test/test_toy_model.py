@@ -163,26 +163,21 @@ def toy_engine():
     return EgoEngine.load("toy")
 
 
-def _recorded_quality() -> dict:
-    """The held-out evaluation the trainer recorded when it exported the committed weights."""
-    state = json.loads((TOY_MODEL_DIR / "training_state.json").read_text())
-    return state.get("last_eval") or {}
-
-
-#: Floors measured on the exported weights with margin (see TRAINING.md for the training curve): the
-#: committed model must name the colour in most cases; shape, the slowest attribute to learn, must at
-#: least stay near what the trainer measured at export (recorded in training_state.json).
-DESCRIBE_MIN_COLOUR = 0.6
-SHAPE_MARGIN = 0.2
+#: Floors of the share of held-out reference views whose description names the main object's colour
+#: and shape ("in most cases"), over the 48 views of the test below: measured on the committed weights
+#: colour 0.96, shape 0.73 (0.92-1.0 and 0.63-0.88 over five blocks of 24 views; the previous,
+#: 669k-sample weights: colour 1.0, shape 0.65 on the same 48 views).
+DESCRIBE_MIN_COLOUR = 0.8
+DESCRIBE_MIN_SHAPE = 0.6
 #: Floor of the ROC AUC of positives over easy negatives (scenes holding neither the concept nor a
 #: look-alike) through the engine; measured on the committed weights over SEPARATION_SEEDS of
-#: `_engine_separation`: 0.88-0.98, 0.92 on seed 11 (docs/toy_model.md); floor below the lowest with margin.
-EASY_AUC_MIN = 0.8
+#: `_engine_separation`: 0.93-1.0, 0.93 on seed 11 (docs/toy_model.md); floor below the lowest with margin.
+EASY_AUC_MIN = 0.85
 #: Floor of the ROC AUC of positives over look-alikes (same shape and colour, other mark or pattern),
-#: pooled over SEPARATION_SEEDS: 0.72 measured on the committed weights (the two earlier weights: 0.62
-#: and 0.50), floor set below it with margin (docs/toy_model.md).
+#: pooled over SEPARATION_SEEDS: 0.86 measured on the committed weights (the earlier weights: 0.72,
+#: 0.62 and 0.50), floor set below it with margin (docs/toy_model.md).
 SEPARATION_SEEDS = (0, 1, 2, 3, 4, 11)
-HARD_AUC_MIN = 0.65
+HARD_AUC_MIN = 0.78
 
 
 @committed
@@ -193,9 +188,9 @@ def test_committed_model_names_colour_and_shape_of_held_out_objects(toy_engine):
     backend, runner = toy_engine.backend, toy_engine.runner
     held = world.held_out_instances()
     colour = shape = 0
-    n = 24
+    n = 48
     for i in range(n):
-        rng = np.random.default_rng([2024, i])
+        rng = np.random.default_rng([2024 + i // 24, i % 24])
         inst = held[int(rng.integers(len(held)))]
         img = Image.fromarray(world.reference_scene(inst, rng, 64, distractor_held_out=None).image)
         (vt,) = backend.encode_images([img])
@@ -205,7 +200,7 @@ def test_committed_model_names_colour_and_shape_of_held_out_objects(toy_engine):
         colour += inst.colour_name in words
         shape += inst.shape_name in words
     assert colour / n >= DESCRIBE_MIN_COLOUR
-    assert shape / n >= _recorded_quality().get("describe_shape", 0.0) - SHAPE_MARGIN
+    assert shape / n >= DESCRIBE_MIN_SHAPE
 
 
 def _engine_scores(engine, seed: int, negative: str, concepts: int = 6, queries: int = 3) -> tuple[list, list]:
