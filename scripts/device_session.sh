@@ -46,11 +46,13 @@ else
   ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --vision-steps 300
         --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4)
 fi
+# the checkpoint goes back in 15 MiB parts (checkpoints are written to a temporary file and renamed,
+# so a split never sees half of one)
+ship() { split -b 15m -d "$RUN/ckpt_latest.pt" "$OUT/ckpt_latest.pt.part"; }
 # ship each periodic checkpoint as it is written, so that a call cut short still brings one back
-# (checkpoints are written to a temporary file and renamed, so a split never sees half of one)
 ( while sleep 20; do
     if [ -f "$RUN/ckpt_latest.pt" ] && [ "$RUN/ckpt_latest.pt" -nt "$OUT/.shipped" ]; then
-      touch "$OUT/.shipped" && split -b 15m -d "$RUN/ckpt_latest.pt" "$OUT/ckpt_latest.pt.part"
+      touch "$OUT/.shipped" && ship
     fi
   done ) &
 SHIPPER=$!
@@ -60,9 +62,7 @@ timeout $($PY -c "print(int($MINUTES * 60 + 90))") $PY -m ego_ros.toy.train_cli 
   --out "$RUN" --no-progress $EXTRA 2>&1 | grep -v "Warning" | tee "$RUN/train_stdout.log"
 echo "train exit ${PIPESTATUS[0]}"
 kill "$SHIPPER" 2>/dev/null; wait "$SHIPPER" 2>/dev/null
-if [ -f "$RUN/ckpt_latest.pt" ]; then
-  split -b 15m -d "$RUN/ckpt_latest.pt" "$OUT/ckpt_latest.pt.part"
-fi
+[ -f "$RUN/ckpt_latest.pt" ] && ship
 tar czf "$OUT/train.tgz" --exclude='*.pt' -C "$RUN" .
 
 if [ -n "$BENCH" ]; then

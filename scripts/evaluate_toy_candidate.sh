@@ -4,7 +4,7 @@
 #
 #   bash scripts/evaluate_toy_candidate.sh CKPT OUTDIR
 #
-# Steps (all on the CPU, ~10 minutes on the 2-core build machine):
+# Steps (all on the CPU, 4-5 minutes on the 2-core build machine):
 #   1. export CKPT as a model directory (OUTDIR/model) and calibrate its layers on the world's exact
 #      masks (training instances only), as TRAINING.md describes;
 #   2. the trainer's held-out measurement (`ego-ros toy train --measure`);
