@@ -24,10 +24,10 @@ import torch
 from PIL import Image
 
 from ego_ros.core.engine import EgoEngine
+from ego_ros.eval.metrics import Counts, roc_auc
 from ego_ros.ros.demo import DEMO_INCLUDE_P, DEMO_INSTANCE, DEMO_NAME, reference_views
 from ego_ros.ros.synthetic_camera import ToyCamera
 from ego_ros.toy import world
-from ego_ros.toy.train import auc
 from ego_ros.toy.video import render_frame
 
 
@@ -45,7 +45,9 @@ def main() -> None:
     inst = world.Instance.from_key(DEMO_INSTANCE)
     engine = EgoEngine.load(args.model)
     engine.introduce(DEMO_NAME, [Image.fromarray(v) for v in reference_views()], replace_existing=True)
-    pos, neg = [], []
+    labels: list[bool] = []
+    probs: list[float] = []
+    counts = Counts()  # against the engine's own present/absent decision
     for seed in range(args.seeds):
         # the demo camera's own stream (its default 640x480 at 30 Hz), sampled instead of played through
         stream = ToyCamera(seed, include=[DEMO_INSTANCE], include_p=DEMO_INCLUDE_P).stream
@@ -56,8 +58,12 @@ def main() -> None:
                 present = inst in frame.recognisable
                 if inst in frame.visible and not present:
                     continue
-                prob = engine.recognize(Image.fromarray(frame.image), [DEMO_NAME])[0].probability
-                (pos if present else neg).append(prob)
+                rec = engine.recognize(Image.fromarray(frame.image), [DEMO_NAME])[0]
+                labels.append(present)
+                probs.append(rec.probability)
+                counts.add(present, rec.present)
+    pos = [q for q, y in zip(probs, labels) if y]
+    neg = [q for q, y in zip(probs, labels) if not y]
     result = {
         "model": args.model,
         "fingerprint": engine.backend.fingerprint(),
@@ -67,10 +73,10 @@ def main() -> None:
         "frame_every": args.every,
         "frames_present": len(pos),
         "frames_absent": len(neg),
-        "auc": auc(pos, neg),
-        "accuracy": (sum(q >= 0.5 for q in pos) + sum(q < 0.5 for q in neg)) / (len(pos) + len(neg)),
-        "recall": float(np.mean([q >= 0.5 for q in pos])),
-        "false_positive_rate": float(np.mean([q >= 0.5 for q in neg])),
+        "auc": roc_auc(labels, probs),
+        "accuracy": (counts.tp + counts.tn) / len(labels),
+        "recall": counts.recall,
+        "false_positive_rate": counts.fp / (counts.fp + counts.tn),
         "mean_p_present": float(np.mean(pos)),
         "mean_p_absent": float(np.mean(neg)),
     }
