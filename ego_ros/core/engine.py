@@ -280,6 +280,12 @@ class EgoEngine:
         with self._lock:
             self.store.close()
 
+    def __enter__(self) -> EgoEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ----- inference -----------------------------------------------------------------------------------
     def recognize(self, image: ImageInput, concepts: list[str] | None = None) -> list[Recognition]:
         """Yes/no and probability for each concept (default: all stored) in one image."""
