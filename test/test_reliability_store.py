@@ -297,3 +297,11 @@ def test_engine_concepts_lists_accept_the_decomposed_spelling(llava):
         engine.recognize(random_image(2), concepts=["a\x00"])
     engine.rename(NFD, "x")
     assert engine.store.names() == ["x"]
+
+
+def test_failed_engine_load_leaves_no_new_store_directory(tmp_path):
+    from ego_ros.core.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError):
+        EgoEngine.load("random:no_such_family", store_dir=tmp_path / "store")
+    assert not (tmp_path / "store").exists()

@@ -148,12 +148,15 @@ class EgoEngine:
         read_only_store it takes no lock and refuses changes (for inference beside a running writer)."""
         cfg = EngineConfig(**config)
         cfg.validate()
+        created = store_dir is not None and not Path(store_dir).exists()
         claim = ConceptStore.claim(store_dir) if store_dir is not None and not read_only_store else None
         try:
             return cls._load(model, device, dtype, store_dir, calibration, strict_store, read_only_store, cfg,
                              claim)
         except BaseException:
             if claim is not None:
+                if created:  # a failed load leaves no trace: remove the empty store the claim made
+                    ConceptStore.remove_empty(store_dir)  # while still locked: no opener can slip in
                 claim.release()
             raise
 

@@ -46,7 +46,7 @@ from .errors import (
     UnknownConceptError,
 )
 from .memory import ConceptMemory, MemoryView, validate_name
-from .store_lock import DirectoryLock
+from .store_lock import LOCK_FILE, DirectoryLock
 
 FORMAT_VERSION = 1
 INDEX_FILE = "store.json"
@@ -189,6 +189,17 @@ class ConceptStore:
         directory = Path(directory)
         _prove_writable(directory)
         return DirectoryLock.acquire(directory)
+
+    @staticmethod
+    def remove_empty(directory: str | Path) -> None:
+        """Remove a store directory that holds nothing but what `claim` made (best effort)."""
+        directory = Path(directory)
+        try:
+            (directory / LOCK_FILE).unlink(missing_ok=True)
+            (directory / CONCEPTS_DIR).rmdir()
+            directory.rmdir()
+        except OSError:  # not empty (or already gone): leave it
+            pass
 
     @classmethod
     def open(cls, directory: str | Path, fingerprint: str, model: str = "", device: torch.device | str = "cpu",
