@@ -185,6 +185,7 @@ def test_unavailable_concept_can_be_removed(tmp_path):
         s.add(memory("milo", seed=1))
     concept_file(tmp_path, "kona").unlink()
     with ConceptStore.open(tmp_path, FP, strict=False) as s:
+        assert "kona" not in s and s.has_entry("kona") and not s.has_entry("rex")
         assert s.remove("kona") is None
         assert s.unavailable() == {}
     reopened = ConceptStore.open(tmp_path, FP, read_only=True)

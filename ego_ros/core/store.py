@@ -305,6 +305,12 @@ class ConceptStore:
         except InvalidConceptNameError:
             return False
 
+    def has_entry(self, name: str) -> bool:
+        """Whether the index holds this name, available or not (what `remove` accepts); validates it."""
+        name = validate_name(name)
+        with self._lock:
+            return name in self._memories or name in self._unavailable
+
     def __len__(self) -> int:
         return len(self._memories)
 
