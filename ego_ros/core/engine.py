@@ -300,8 +300,8 @@ class EgoEngine:
 
         With one concept, the frames run as one batch; with several, each frame's questions do.
         """
-        names = self._names(concepts)
         rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
+        names = self._names(concepts)
         if not names:
             return [[] for _ in rgb]
         with self._model_call("recognition"), torch.inference_mode():
@@ -317,9 +317,9 @@ class EgoEngine:
 
     def recognize_frames(self, images: list[ImageInput], name: str) -> list[Recognition]:
         """One concept over a batch of frames in a single batched forward over the shared prefix."""
-        names = self._names([name])
-        name = names[0]
         rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
+        names = self._names([name])
+        name = names[0]  # the stored (NFC) spelling
         with self._model_call("recognition"), torch.inference_mode():
             vts = self.backend.encode_images(rgb)
             self._check()
@@ -505,7 +505,8 @@ class EgoEngine:
 
         The epoch is read before waiting for the engine, so interrupt() also cancels waiting calls. The
         deadline starts when the call gets the engine: time spent waiting is bounded by the running
-        call's own deadline. A nested call (recognize -> recognize_batch) runs under the outer one."""
+        call's own deadline. A model call made inside another on the same thread (from an on_view
+        callback, say) runs under the outer call's epoch and deadline."""
         if getattr(self._calls, "current", None) is not None:
             yield
             return
