@@ -306,3 +306,39 @@ def test_failed_engine_load_leaves_no_new_store_directory(tmp_path):
     with pytest.raises(ModelLoadError):
         EgoEngine.load("random:no_such_family", store_dir=tmp_path / "store")
     assert not (tmp_path / "store").exists()
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    from ego_ros.core.store import ConceptStore
+    sys.path.insert(0, sys.argv[4])
+    from test_store import memory
+    store = ConceptStore.open(sys.argv[1], sys.argv[2])
+    die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    if sys.argv[3] == "rename":  # killed after the new index landed, before the old file's unlink
+        ConceptStore._unlink = die
+        store.rename("kona", "Kona")
+    else:  # killed after the new concept file was written, before the index naming it
+        ConceptStore._write_index = die
+        store.add(memory("milo", seed=1))
+""")
+
+
+@pytest.mark.parametrize("step", ["rename", "introduce"])
+def test_writer_killed_midway_leaves_a_store_that_the_next_open_cleans(tmp_path, step):
+    import pathlib
+
+    with ConceptStore.open(tmp_path, FP) as s:
+        s.add(memory("kona"))
+    before = set((tmp_path / "concepts").iterdir())
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path), FP, step,
+                           str(pathlib.Path(__file__).parent)], timeout=120)
+    assert proc.returncode == -9
+    assert len(list((tmp_path / "concepts").iterdir())) == 2, "the kill left a file the index does not name"
+    with ConceptStore.open(tmp_path, FP) as s:  # the dead writer's lock is taken over
+        names = s.names()
+    assert names == (["Kona"] if step == "rename" else ["kona"])
+    left = set((tmp_path / "concepts").iterdir())
+    assert len(left) == 1
+    if step == "introduce":
+        assert left == before and len(list((tmp_path / "orphans").iterdir())) == 1
