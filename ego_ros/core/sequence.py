@@ -59,15 +59,20 @@ class Sequence:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def copy(self) -> Sequence:
+        """A copy that can be extended without touching this one (visual blocks are shared, not copied)."""
+        return Sequence(list(self.ids), list(self.blocks), dict(self.spans), self.image_start)
 
-def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock],
-                   ids: list[int] | None = None) -> Sequence:
-    """Tokenise text parts and place the visual block of every slot, framed the family's way.
 
-    `ids` are token ids already tokenised that the sequence starts with (a question tail's own tokens)."""
-    seq = Sequence(ids=list(ids or []))
+def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock]) -> Sequence:
+    """Tokenise text parts and place the visual block of every slot, framed the family's way."""
+    return extend_sequence(backend, Sequence(), parts, resolve)
+
+
+def extend_sequence(backend: Backend, seq: Sequence, parts: list[Part], resolve: Callable[[Slot], VisualBlock]
+                    ) -> Sequence:
+    """Append parts to `seq` (in place; returned): what `build_sequence` does, after tokens already there."""
     before, after = backend.visual_frame()
-    counts: dict[str, int] = {}
     for part in parts:
         if isinstance(part, str):
             seq.ids.extend(backend.tokenize(part))
@@ -79,12 +84,11 @@ def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot]
         start = len(seq.ids)
         seq.ids.extend([backend.placeholder_id] * block.embeds.shape[0])
         seq.blocks.append((start, block))
-        tag = f"{part.kind}:{part.key}:{part.index}"
-        if tag in counts:  # the same slot twice: number the repeats
-            counts[tag] += 1
-            tag = f"{tag}#{counts[tag]}"
-        else:
-            counts[tag] = 0
+        tag = base = f"{part.kind}:{part.key}:{part.index}"
+        repeat = 0
+        while tag in seq.spans:  # the same slot twice: number the repeats
+            repeat += 1
+            tag = f"{base}#{repeat}"
         seq.spans[tag] = (start, len(seq.ids))
         seq.ids.extend(after)
     return seq
