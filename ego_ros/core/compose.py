@@ -103,6 +103,18 @@ class QueryContext:
     template: list[Part]
     head: Sequence
     head_parts: int
+    #: token ids of the per-question text parts seen so far (recognition asks the same questions every frame)
+    tokens: dict[str, list[int]] = field(default_factory=dict, repr=False)
+
+    def tokenize(self, backend: Backend, text: str) -> list[int]:
+        ids = self.tokens.get(text)
+        if ids is None:
+            ids = self.tokens[text] = backend.tokenize(text)
+        return ids
+
+    def after_head(self, question: str) -> list[Part]:
+        """The parts after the head with the question substituted (only these change per question)."""
+        return with_question(self.template[self.head_parts:], question)
 
 
 def query_context(backend: Backend, entries: list[ContextEntry], n_images: int, mode: str = "memory",
@@ -136,8 +148,7 @@ def with_question(template: list[Part], question: str) -> list[Part]:
 def question_sequence(backend: Backend, context: QueryContext, images: list[VisualTokens], question: str
                       ) -> Sequence:
     """The full sequence of one question: `query_sequence`'s tokens, with the context head reused."""
-    parts = with_question(context.template, question)[context.head_parts:]
-    return extend_sequence(backend, context.head.copy(), parts, _resolver([], images))
+    return extend_sequence(backend, context.head.copy(), context.after_head(question), _resolver([], images))
 
 
 def recognition_queries(backend: Backend, context: QueryContext, images: list[VisualTokens],
@@ -148,22 +159,24 @@ def recognition_queries(backend: Backend, context: QueryContext, images: list[Vi
     holds only a question's own tokens. Token for token, shared part + tail equals the `query_sequence`
     of that question."""
     resolve = _resolver([], images)
-    return _split(backend, context, [with_question(context.template, q) for q in questions],
-                  [resolve] * len(questions), varying_images=False)
+    return _split(backend, context, [context.after_head(q) for q in questions], [resolve] * len(questions),
+                  varying_images=False)
 
 
 def frame_queries(backend: Backend, context: QueryContext, frames: list[VisualTokens], question: str
                   ) -> SharedQueries:
     """The same question about each of several frames (a context for one image): the context is shared,
     each tail holds a frame and the question."""
-    parts = with_question(context.template, question)
+    parts = context.after_head(question)
     return _split(backend, context, [parts] * len(frames), [_resolver([], [f]) for f in frames],
                   varying_images=True)
 
 
 def _split(backend: Backend, context: QueryContext, queries: list[list[Part]],
            resolvers: list[Callable[[Slot], VisualBlock]], varying_images: bool) -> SharedQueries:
-    """Build the parts all queries share once (after the context head), then each query's own remainder."""
+    """Build the parts all queries share once (after the context head), then each query's own remainder.
+
+    `queries` hold each query's parts after the context head."""
 
     def same(a: Part, b: Part) -> bool:
         if isinstance(a, Slot):
@@ -172,10 +185,10 @@ def _split(backend: Backend, context: QueryContext, queries: list[list[Part]],
 
     first = queries[0]
     limit = min(len(q) for q in queries)
-    k = context.head_parts
+    k = 0
     while k < limit and all(same(first[k], q[k]) for q in queries[1:]):
         k += 1
-    shared = extend_sequence(backend, context.head.copy(), first[context.head_parts:k], resolvers[0])
+    shared = extend_sequence(backend, context.head.copy(), first[:k], resolvers[0])
     context_end = shared.image_start
     if context_end is None and k < limit and isinstance(first[k], Slot) and first[k].kind == "image":
         context_end = len(shared)
@@ -183,7 +196,7 @@ def _split(backend: Backend, context: QueryContext, queries: list[list[Part]],
     rest = k
     if k < limit and all(isinstance(q[k], str) for q in queries):
         # The queries differ inside one text part: share its common leading tokens too.
-        toks = [backend.tokenize(q[k]) for q in queries]
+        toks = [context.tokenize(backend, q[k]) for q in queries]
         common = common_prefix_length(toks)
         shared.ids.extend(toks[0][:common])
         own = [t[common:] for t in toks]
