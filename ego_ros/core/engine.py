@@ -38,7 +38,7 @@ from .introduce import IntroduceOptions, timed_introduce
 from .loading import load_backend, model_directory
 from .memory import ConceptMemory, MemoryView, validate_name
 from .profile import stage
-from .sequence import PrefixCache, Runner, Sequence
+from .sequence import DECODERS, PrefixCache, Runner, Sequence
 from .store import ConceptStore
 from .tails import shared_last_logits
 
@@ -58,12 +58,19 @@ class EngineConfig:
     question_batch: int = 16
     max_new_tokens: int = 64
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
+    #: greedy decoding: "eager" (growing cache), "static" (preallocated cache; CUDA graphs on CUDA) or
+    #: "auto" (static on CUDA, eager on CPU)
+    decoder: str = "auto"
+    #: capture the static decoder's steps as CUDA graphs (on CUDA only; off keeps the static cache alone)
+    cuda_graphs: bool = True
 
     def validate(self) -> None:
         if self.context not in CONTEXT_MODES:
             raise ValueError(f"unknown context mode {self.context!r}; expected one of {CONTEXT_MODES}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must lie in [0, 1]")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}; expected one of {DECODERS}")
         if self.max_context_concepts < 1 or self.question_batch < 1:
             raise ValueError("max_context_concepts and question_batch must be at least 1")
         self.introduce.validate()
@@ -100,7 +107,7 @@ class EgoEngine:
             raise ModelMismatchError(f"the concept store belongs to another model (fingerprint "
                                      f"{self.store.fingerprint}, loaded model {backend.fingerprint()})")
         self.calibration = calibration
-        self.runner = Runner(backend)
+        self.runner = Runner(backend, decoder=self.config.decoder, cuda_graphs=self.config.cuda_graphs)
         self._lock = threading.RLock()
         self._introducing: str | None = None
         self._prefixes: OrderedDict[tuple, PrefixCache] = OrderedDict()

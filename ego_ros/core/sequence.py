@@ -222,11 +222,35 @@ def snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-class Runner:
-    """Forward passes of the language model over assembled sequences."""
+DECODERS = ("eager", "static", "auto")
 
-    def __init__(self, backend: Backend) -> None:
+
+class Runner:
+    """Forward passes of the language model over assembled sequences.
+
+    `decoder` chooses greedy decoding's cache: "eager" (a DynamicCache grown each step), "static" (a
+    preallocated cache, `static_decode`, with CUDA graphs on CUDA when `cuda_graphs`) or "auto" (static
+    on CUDA, eager elsewhere)."""
+
+    def __init__(self, backend: Backend, decoder: str = "eager", cuda_graphs: bool = True) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; expected one of {DECODERS}")
         self.backend = backend
+        self.decoder = decoder
+        self.cuda_graphs = cuda_graphs
+        self._static = None
+
+    @property
+    def static_decoding(self) -> bool:
+        return self.decoder == "static" or (self.decoder == "auto" and self.backend.device.type == "cuda")
+
+    def static_decoder(self):
+        """The static-cache decoder of this runner (built on first use; it keeps its buffers and graphs)."""
+        if self._static is None:
+            from .static_decode import StaticDecoder  # builds on this module, hence imported here
+
+            self._static = StaticDecoder(self, graphs=self.cuda_graphs)
+        return self._static
 
     def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
                  attention_mask: torch.Tensor | None = None,
@@ -327,6 +351,9 @@ class Runner:
                  capture: Capture | None = None, min_new_tokens: int = 0) -> list[int]:
         """Greedy decoding after `seq`. With a capture, each generated token's row is recorded when it is
         fed back (one extra step is taken for the last token when decoding stops at the length limit)."""
+        if self.static_decoding:
+            return self.static_decoder().generate(seq, max_new_tokens, prefix=prefix, capture=capture,
+                                                  min_new_tokens=min_new_tokens)
         b = self.backend
         suppressed = torch.tensor(b.suppressed_ids, device=b.device)
         eos = b.eos_ids
