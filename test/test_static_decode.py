@@ -110,3 +110,16 @@ def test_engine_with_the_static_decoder_introduces_and_answers_like_the_eager_on
         assert vs.description == ve.description and vs.area_answer == ve.area_answer
         assert torch.equal(vs.indices, ve.indices)
         torch.testing.assert_close(vs.importance, ve.importance, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_a_failing_static_decoder_falls_back_to_eager_decoding(llava, monkeypatch):
+    runner = Runner(llava, decoder="static")
+    seq = view_sequence(llava, llava.encode_images([random_image(24)])[0], "Describe.")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(StaticDecoder, "_generate", broken)
+    assert runner.generate(seq, 6, min_new_tokens=6) == Runner(llava).generate(seq, 6, min_new_tokens=6)
+    assert runner.decoder == "eager" and not runner.static_decoding

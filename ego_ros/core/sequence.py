@@ -12,6 +12,7 @@ keeps Qwen's `rope_deltas` between calls, and the greedy loop needed here is a f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ from transformers import DynamicCache
 from .attention import Capture
 from .backends.base import Backend, VisualTokens
 from .prompts import Part, Slot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -291,10 +294,17 @@ class Runner:
         layers = snapshot(cache) if length > 0 else []
         return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers, next_position=next_pos)
 
+    @staticmethod
+    def prefix_length(seq: Sequence, prefix: PrefixCache | None) -> int:
+        """How many leading tokens of `seq` the prefix cache holds (0 without one); refuses a wrong prefix."""
+        if prefix is None or prefix.length == 0:
+            return 0
+        if tuple(seq.ids[:prefix.length]) != prefix.ids:
+            raise RuntimeError("sequence does not start with the cached prefix")
+        return prefix.length
+
     def _start(self, seq: Sequence, prefix: PrefixCache | None, batch: int = 1) -> tuple[DynamicCache, int]:
-        if prefix is not None and prefix.length > 0:
-            if tuple(seq.ids[:prefix.length]) != prefix.ids:
-                raise RuntimeError("sequence does not start with the cached prefix")
+        if self.prefix_length(seq, prefix):
             return prefix.fork(batch), prefix.length
         return DynamicCache(), 0
 
@@ -352,8 +362,19 @@ class Runner:
         """Greedy decoding after `seq`. With a capture, each generated token's row is recorded when it is
         fed back (one extra step is taken for the last token when decoding stops at the length limit)."""
         if self.static_decoding:
-            return self.static_decoder().generate(seq, max_new_tokens, prefix=prefix, capture=capture,
-                                                  min_new_tokens=min_new_tokens)
+            self.prefix_length(seq, prefix)  # a wrong prefix is the caller's error, not the decoder's
+            try:
+                return self.static_decoder().generate(seq, max_new_tokens, prefix=prefix, capture=capture,
+                                                      min_new_tokens=min_new_tokens)
+            except (torch.OutOfMemoryError, ValueError):
+                raise
+            except RuntimeError as exc:
+                # The static path is young on GPUs (see static_decode): rather than failing every
+                # introduction, log once and decode eagerly from here on.
+                log.warning("static decoding failed (%s); this runner decodes eagerly from now on", exc)
+                self.decoder = "eager"
+                if capture is not None:
+                    capture.records.clear()
         b = self.backend
         suppressed = torch.tensor(b.suppressed_ids, device=b.device)
         eos = b.eos_ids

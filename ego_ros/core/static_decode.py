@@ -150,11 +150,7 @@ class StaticDecoder:
                   min_new_tokens: int) -> list[int]:
         b = self.backend
         dev = b.device
-        p0 = 0
-        if prefix is not None and prefix.length > 0:
-            if tuple(seq.ids[:prefix.length]) != prefix.ids:
-                raise RuntimeError("sequence does not start with the cached prefix")
-            p0 = prefix.length
+        p0 = Runner.prefix_length(seq, prefix)
         kv = self.cache(len(seq) + max_new_tokens + 1)
         if p0:
             for i, (k, v) in enumerate(prefix.layers):
@@ -199,6 +195,7 @@ class StaticDecoder:
                 out.append(token)
                 if len(out) >= max_new_tokens and capture is None:
                     break
+                # one decode step (graph replays bypass Runner._forward: a per-step check belongs here)
                 logits = self._run_step(step, token, next_pos + fed, len(seq) + fed, fed)
                 fed += 1
                 if len(out) >= max_new_tokens:
