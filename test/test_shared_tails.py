@@ -262,3 +262,16 @@ def test_every_context_mode_gives_the_unshared_probabilities(backends, mode):
     got = [r.probability for r in engine.recognize(image)]
     torch.testing.assert_close(torch.tensor(got), torch.tensor(_oracle(engine, image, ["kona", "mug"])),
                                atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("budget", [1, 2])
+def test_similarity_filter_keeps_the_memories_with_the_best_mean_best_cosine(engine, budget):
+    engine.config.max_context_concepts = budget
+    vt = engine.backend.encode_images([random_image(120)])[0]
+    q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1)
+    scores = {}
+    for name in ("kona", "mug", "bike"):
+        mem = torch.cat([v.embeds for v in engine.store.get(name).views]).float()
+        scores[name] = float((torch.nn.functional.normalize(mem, dim=-1) @ q.T).max(dim=1).values.mean())
+    expected = sorted(scores, key=lambda n: -scores[n])[:budget]
+    assert sorted(engine._filter(["kona", "mug", "bike"], vt)) == sorted(expected)
