@@ -461,7 +461,8 @@ class EgoEngine:
         """Device memory in MiB (allocated/reserved/peak on CUDA; concept memories and prefix caches)."""
         rep = {"concepts_mib": sum(sum(v.embeds.numel() * v.embeds.element_size() for v in m.views)
                                    for m in self.concepts()) / 2**20,
-               "prefix_cache_mib": sum(p.nbytes() for p in self._prefixes.values()) / 2**20}
+               "prefix_cache_mib": sum(p.nbytes() for p in self._prefixes.values()) / 2**20,
+               "filter_cache_mib": sum(m.numel() * m.element_size() for m, _, _ in self._filters.values()) / 2**20}
         dev = self.backend.device
         if dev.type == "cuda":
             rep.update(allocated_mib=torch.cuda.memory_allocated(dev) / 2**20,

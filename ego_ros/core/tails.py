@@ -48,9 +48,9 @@ class SharedQueries:
 def packed_tail_mask(past: int, lengths: list[int], device: torch.device) -> torch.Tensor:
     """(1, 1, T, past + T) boolean mask (True: attend) of tails of `lengths` packed in one row after
     `past` cached rows: every tail sees all cached rows and, causally, its own rows only."""
-    lens = torch.tensor(lengths, device=device)
-    total = int(lens.sum())
-    seg = torch.repeat_interleave(torch.arange(len(lengths), device=device), lens)
+    total = sum(lengths)
+    # built on the host and copied: sizing a repeat_interleave on the device would synchronise it
+    seg = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(device)
     idx = torch.arange(total, device=device)
     own = (seg[:, None] == seg[None, :]) & (idx[None, :] <= idx[:, None])
     seen = torch.ones(total, past, dtype=torch.bool, device=device)
