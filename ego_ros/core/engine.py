@@ -59,7 +59,7 @@ class EngineConfig:
     max_new_tokens: int = 64
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
     #: greedy decoding: "eager" (growing cache), "static" (preallocated cache; CUDA graphs on CUDA) or
-    #: "auto" (static on CUDA, eager on CPU)
+    #: "auto" (static on CUDA, eager on CPU). Read when the engine is created, like `cuda_graphs`.
     decoder: str = "auto"
     #: capture the static decoder's steps as CUDA graphs (on CUDA only; off keeps the static cache alone)
     cuda_graphs: bool = True
