@@ -291,6 +291,7 @@ def test_every_context_mode_gives_the_unshared_probabilities(backends, mode):
                                atol=1e-4, rtol=0)
 
 
+@torch.no_grad()
 @pytest.mark.parametrize("budget", [1, 2])
 def test_similarity_filter_keeps_the_memories_with_the_best_mean_best_cosine(engine, budget):
     engine.config.max_context_concepts = budget
