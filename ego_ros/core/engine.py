@@ -24,7 +24,15 @@ from PIL import Image
 
 from .backends.base import Backend, VisualTokens
 from .calibration import CALIBRATION_FILE, Calibration, default_layers
-from .compose import CONTEXT_MODES, ContextEntry, query_sequence
+from .compose import (
+    CONTEXT_MODES,
+    ContextEntry,
+    QueryContext,
+    frame_queries,
+    query_context,
+    question_sequence,
+    recognition_queries,
+)
 from .errors import (
     BusyError,
     DeviceOutOfMemoryError,
@@ -46,9 +54,11 @@ from .limits import (
 )
 from .loading import load_backend, model_directory
 from .memory import ConceptMemory, MemoryView, validate_name
-from .sequence import PrefixCache, Runner, Sequence
+from .profile import stage
+from .sequence import DECODERS, PrefixCache, Runner, Sequence
 from .store import ConceptStore
 from .store_lock import DirectoryLock
+from .tails import shared_last_logits
 
 
 @dataclass
@@ -69,12 +79,19 @@ class EngineConfig:
     #: wall-clock deadline of one model call in seconds (introduce, recognize, ask, caption, ...), checked
     #: between forward passes and decode steps; the call then raises RequestTimeoutError. 0 disables it.
     request_timeout_s: float = 120.0
+    #: greedy decoding: "eager" (growing cache), "static" (preallocated cache; CUDA graphs on CUDA) or
+    #: "auto" (static on CUDA, eager on CPU). Read when the engine is created, like `cuda_graphs`.
+    decoder: str = "auto"
+    #: capture the static decoder's steps as CUDA graphs (on CUDA only; off keeps the static cache alone)
+    cuda_graphs: bool = True
 
     def validate(self) -> None:
         if self.context not in CONTEXT_MODES:
             raise ValueError(f"unknown context mode {self.context!r}; expected one of {CONTEXT_MODES}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must lie in [0, 1]")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}; expected one of {DECODERS}")
         if self.max_context_concepts < 1 or self.question_batch < 1:
             raise ValueError("max_context_concepts and question_batch must be at least 1")
         check_new_tokens(self.max_new_tokens, "EngineConfig.max_new_tokens")
@@ -126,7 +143,8 @@ class EgoEngine:
         self.calibration = calibration
         # The runner holds the check weakly: no engine <-> runner cycle, so an engine dropped without
         # close() is freed (and its store's directory lock released) at once, not at the next GC.
-        self.runner = Runner(backend, check=_weak_check(self))
+        self.runner = Runner(backend, decoder=self.config.decoder, cuda_graphs=self.config.cuda_graphs,
+                             check=_weak_check(self))
         self._lock = threading.RLock()
         #: interrupt() increments it; a call that entered at an older epoch is cancelled at its next check
         self._epoch = 0
@@ -134,6 +152,8 @@ class EgoEngine:
         self._calls = threading.local()
         self._introducing: str | None = None
         self._prefixes: OrderedDict[tuple, PrefixCache] = OrderedDict()
+        self._contexts: OrderedDict[tuple, QueryContext] = OrderedDict()
+        self._filters: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
         self._yes_ids, self._no_ids = self._answer_ids()
 
     # ----- construction --------------------------------------------------------------------------------
@@ -235,7 +255,7 @@ class EgoEngine:
                                        seconds=seconds)
                 self._check()  # an interrupt or deadline that arrived during the last step stores nothing
                 self.store.add(memory, replace=replace_existing)
-                self._prefixes.clear()
+                self._clear_caches()
                 return memory
             finally:
                 self._introducing = None
@@ -256,22 +276,22 @@ class EgoEngine:
     def add_memory(self, memory: ConceptMemory, replace_existing: bool = False) -> None:
         with self._lock:
             self.store.add(memory, replace=replace_existing)
-            self._prefixes.clear()
+            self._clear_caches()
 
     def remove(self, name: str) -> ConceptMemory | None:
         """Remove a concept (an unavailable one too: None is returned for it)."""
         with self._lock:
-            self._prefixes.clear()
+            self._clear_caches()
             return self.store.remove(name)
 
     def rename(self, old: str, new: str) -> None:
         with self._lock:
-            self._prefixes.clear()
+            self._clear_caches()
             self.store.rename(old, new)
 
     def clear(self) -> None:
         with self._lock:
-            self._prefixes.clear()
+            self._clear_caches()
             self.store.clear()
 
     def concepts(self) -> list[ConceptMemory]:
@@ -324,10 +344,10 @@ class EgoEngine:
             vts = self.backend.encode_images(rgb)
             self._check()
             question = self.backend.prompts.recognition.format(name=name)
-            entries = self._entries(names)
-            seqs = [query_sequence(self.backend, entries, [vt], question, self.config.context) for vt in vts]
-            prefix = self._prefix(seqs[0], names)
-            logits = self.runner.last_logits(seqs, prefix)
+            with stage("compose"):
+                queries = frame_queries(self.backend, self._context(names, 1), vts, question)
+            prefix = self._prefix(queries.shared, names, queries.context_end)
+            logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
             probs = self._probabilities(logits)
         return [Recognition(name, p, p >= self.config.threshold) for p in probs]
 
@@ -377,18 +397,34 @@ class EgoEngine:
         """Keep at most max_context_concepts concepts: those whose memory tokens best match the image.
 
         Score = mean over a memory's tokens of the best cosine similarity with any query visual token,
-        both in the LLM input space (paper 3.5)."""
+        both in the LLM input space (paper 3.5). All memories are scored in one matrix product (the
+        normalised memory matrix is kept per concept set), with one transfer of the scores to the host."""
         budget = self.config.max_context_concepts
         if len(names) <= budget:
             return names
-        q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1)
-        scores = {}
-        for n in names:
-            mem = torch.cat([v.embeds for v in self.store.get(n).views]).float().to(q.device)
-            m = torch.nn.functional.normalize(mem, dim=-1)
-            scores[n] = float((m @ q.T).max(dim=1).values.mean())
+        mem, segment, counts = self._memory_matrix(names)
+        with torch.no_grad():  # the kept matrix may be an inference tensor: no autograd here
+            q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1).to(mem.device)
+            best = (mem @ q.T).max(dim=1).values
+            totals = torch.zeros(len(names), device=mem.device).index_add_(0, segment, best)
+            scores = dict(zip(names, (totals / counts).tolist()))
         keep = set(sorted(names, key=lambda n: -scores[n])[:budget])
         return [n for n in names if n in keep]
+
+    def _memory_matrix(self, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised memory tokens of the concepts (M, D), each token's concept index (M,) and the token
+        count per concept: composed once per concept set."""
+        key = ("filter", tuple(names), tuple(self.store.revision(n) for n in names))
+        cached = self._filters.get(key)
+        if cached is None:
+            mems = [torch.cat([v.embeds for v in self.store.get(n).views]).float() for n in names]
+            mem = torch.nn.functional.normalize(torch.cat(mems).to(self.backend.device), dim=-1)
+            sizes = torch.tensor([m.shape[0] for m in mems], device=mem.device)
+            segment = torch.repeat_interleave(torch.arange(len(names), device=mem.device), sizes)
+            cached = self._filters[key] = (mem, segment, sizes.float())
+            while len(self._filters) > self.config.prefix_cache_entries:
+                self._filters.popitem(last=False)
+        return cached
 
     def _entries(self, names: list[str]) -> list[ContextEntry]:
         """Context entries of stored concepts for the current context mode."""
@@ -408,19 +444,38 @@ class EgoEngine:
             entries.append(entry)
         return entries
 
-    def _sequence(self, names: list[str], vts: list[VisualTokens], question: str, video: bool = False) -> Sequence:
-        return query_sequence(self.backend, self._entries(names), vts, question, self.config.context, video=video)
+    def _context(self, names: list[str], n_images: int, video: bool = False) -> QueryContext:
+        """The query composition of these concepts (template and built context head), composed on first use.
 
-    def _prefix(self, seq: Sequence, names: list[str]) -> PrefixCache | None:
-        if not self.config.prefix_cache or seq.image_start is None or seq.image_start == 0:
+        Kept while the concepts are unchanged, so that a frame costs no per-concept work on the host. The
+        reference_images baseline is recomposed every time: it runs its raw reference images through the
+        vision tower per query, which is what it measures."""
+        mode = self.config.context
+        key = (mode, tuple(names), tuple(self.store.revision(n) for n in names), n_images, video)
+        cached = self._contexts.get(key)
+        if cached is not None:
+            self._contexts.move_to_end(key)
+            return cached
+        context = query_context(self.backend, self._entries(names), n_images, mode, video=video)
+        if mode != "reference_images":
+            self._contexts[key] = context
+            while len(self._contexts) > self.config.prefix_cache_entries:
+                self._contexts.popitem(last=False)
+        return context
+
+    def _prefix(self, seq: Sequence, names: list[str], end: int | None = None) -> PrefixCache | None:
+        """The cached KV of seq[:end] (default: up to the first query image), encoding it on first use."""
+        end = seq.image_start if end is None else end
+        if not self.config.prefix_cache or end is None or end == 0:
             return None
         key = (self.config.context, tuple(names), tuple(self.store.revision(n) for n in names),
-               tuple(seq.ids[:seq.image_start]))
+               tuple(seq.ids[:end]))
         cached = self._prefixes.get(key)
         if cached is not None:
             self._prefixes.move_to_end(key)
             return cached
-        prefix = self.runner.encode_prefix(seq, seq.image_start, key)
+        with stage("prefix"):
+            prefix = self.runner.encode_prefix(seq, end, key)
         self._prefixes[key] = prefix
         while len(self._prefixes) > self.config.prefix_cache_entries:
             self._prefixes.popitem(last=False)
@@ -448,17 +503,14 @@ class EgoEngine:
         return torch.sigmoid(yes - no).tolist()
 
     def _yes_probabilities(self, vt: VisualTokens, names: list[str]) -> dict[str, float]:
-        entries = self._entries(names)
+        """P(yes) per concept: context and image encoded once, the questions as packed tails over them."""
         q_template = self.backend.prompts.recognition
-        seqs = [query_sequence(self.backend, entries, [vt], q_template.format(name=n), self.config.context)
-                for n in names]
-        prefix = self._prefix(seqs[0], names)
-        probs: dict[str, float] = {}
-        step = self.config.question_batch
-        for i in range(0, len(seqs), step):
-            logits = self.runner.last_logits(seqs[i:i + step], prefix)
-            probs.update(zip(names[i:i + step], self._probabilities(logits)))
-        return probs
+        with stage("compose"):
+            queries = recognition_queries(self.backend, self._context(names, 1), [vt],
+                                          [q_template.format(name=n) for n in names])
+        prefix = self._prefix(queries.shared, names, queries.context_end)
+        logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
+        return dict(zip(names, self._probabilities(logits)))
 
     def _answer(self, images: list[Image.Image], question: str, concepts: list[str] | None,
                 max_new_tokens: int | None, video: bool = False) -> Answer:
@@ -471,13 +523,22 @@ class EgoEngine:
                 names = self._filter(names, vts[0])
             elif len(names) > self.config.max_context_concepts:
                 names = names[:self.config.max_context_concepts]
-            seq = self._sequence(names, vts, question, video=video)
-            prefix = self._prefix(seq, names)
+            with stage("compose"):
+                context = self._context(names, len(vts), video)
+                seq = question_sequence(self.backend, context, vts, question)
+            # The static context ends at the first query image or, for a text-only question, with the head.
+            prefix = self._prefix(seq, names, seq.image_start if seq.image_start is not None else len(context.head))
             ids = self.runner.generate(seq, check_new_tokens(max_new_tokens or self.config.max_new_tokens),
                                        prefix=prefix)
         text = self.backend.decode(ids).strip()
         return Answer(text=text, concepts=mentioned(text + " " + question, names),
                       seconds=time.perf_counter() - t0)
+
+    def _clear_caches(self) -> None:
+        """Drop the prefix KV caches and the compositions (the concepts changed, or memory ran out)."""
+        self._prefixes.clear()
+        self._contexts.clear()
+        self._filters.clear()
 
     # ----- interrupting and deadlines ----------------------------------------------------------------
     def interrupt(self) -> None:
@@ -536,7 +597,7 @@ class EgoEngine:
         try:
             yield
         except torch.OutOfMemoryError as exc:
-            self._prefixes.clear()
+            self._clear_caches()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise DeviceOutOfMemoryError(f"out of device memory on {self.backend.device}: {exc}. Nothing was "
@@ -546,7 +607,8 @@ class EgoEngine:
         """Device memory in MiB (allocated/reserved/peak on CUDA; concept memories and prefix caches)."""
         rep = {"concepts_mib": sum(sum(v.embeds.numel() * v.embeds.element_size() for v in m.views)
                                    for m in self.concepts()) / 2**20,
-               "prefix_cache_mib": sum(p.nbytes() for p in self._prefixes.values()) / 2**20}
+               "prefix_cache_mib": sum(p.nbytes() for p in self._prefixes.values()) / 2**20,
+               "filter_cache_mib": sum(m.numel() * m.element_size() for m, _, _ in self._filters.values()) / 2**20}
         dev = self.backend.device
         if dev.type == "cuda":
             rep.update(allocated_mib=torch.cuda.memory_allocated(dev) / 2**20,

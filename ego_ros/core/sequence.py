@@ -13,6 +13,7 @@ keeps Qwen's `rope_deltas` between calls, and the greedy loop needed here is a f
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,7 +22,10 @@ from transformers import DynamicCache
 
 from .attention import Capture
 from .backends.base import Backend, VisualTokens
+from .profile import stage
 from .prompts import Part, Slot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,12 +64,20 @@ class Sequence:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def copy(self) -> Sequence:
+        """A copy that can be extended without touching this one (visual blocks are shared, not copied)."""
+        return Sequence(list(self.ids), list(self.blocks), dict(self.spans), self.image_start)
+
 
 def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock]) -> Sequence:
     """Tokenise text parts and place the visual block of every slot, framed the family's way."""
-    seq = Sequence()
+    return extend_sequence(backend, Sequence(), parts, resolve)
+
+
+def extend_sequence(backend: Backend, seq: Sequence, parts: list[Part], resolve: Callable[[Slot], VisualBlock]
+                    ) -> Sequence:
+    """Append parts to `seq` (in place; returned): what `build_sequence` does, after tokens already there."""
     before, after = backend.visual_frame()
-    counts: dict[str, int] = {}
     for part in parts:
         if isinstance(part, str):
             seq.ids.extend(backend.tokenize(part))
@@ -77,43 +89,53 @@ def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot]
         start = len(seq.ids)
         seq.ids.extend([backend.placeholder_id] * block.embeds.shape[0])
         seq.blocks.append((start, block))
-        tag = f"{part.kind}:{part.key}:{part.index}"
-        if tag in counts:  # the same slot twice: number the repeats
-            counts[tag] += 1
-            tag = f"{tag}#{counts[tag]}"
-        else:
-            counts[tag] = 0
+        tag = base = f"{part.kind}:{part.key}:{part.index}"
+        repeat = 0
+        while tag in seq.spans:  # the same slot twice: number the repeats
+            repeat += 1
+            tag = f"{base}#{repeat}"
         seq.spans[tag] = (start, len(seq.ids))
         seq.ids.extend(after)
     return seq
 
 
-def sequence_positions(backend: Backend, seq: Sequence) -> tuple[torch.Tensor, int]:
-    """Position ids (L,) or, for M-RoPE, (3, L); and the position of the next token.
+def sequence_positions(backend: Backend, seq: Sequence, begin: int = 0, start: int | None = None
+                       ) -> tuple[torch.Tensor, int]:
+    """Position ids (L,) or, for M-RoPE, (3, L) of seq[begin:]; and the position of the next token.
 
     M-RoPE (as in Qwen's get_rope_index): a text token at running index p gets (p, p, p); a visual token
     on grid row r, column c gets (s, s + r, s + c) with s the running index at the block, and the running
     index then advances by max(grid rows, grid cols). Stored subsets keep their original (r, c), which
     reproduces the positions the full image would have had.
+
+    `start` is the running index at `begin` (default: `begin`, right for 1-D positions and for a
+    sequence with no visual block before `begin`): a cached prefix or a shared part supplies its own
+    next position so that the rows after it are placed without walking it again.
     """
     n = len(seq.ids)
+    cur = begin if start is None else start
     if not backend.mrope:
-        return torch.arange(n), n
-    pos = torch.empty(3, n, dtype=torch.long)
-    cur = 0
-    i = 0
-    for start, block in sorted(seq.blocks, key=lambda b: b[0]):
-        if start > i:
-            pos[:, i:start] = torch.arange(cur, cur + start - i)
-            cur += start - i
+        return torch.arange(cur, cur + n - begin), cur + n - begin
+    pos = torch.empty(3, n - begin, dtype=torch.long)
+    i = begin
+    for bstart, block in sorted(seq.blocks, key=lambda b: b[0]):
         k = block.embeds.shape[0]
-        pos[0, start:start + k] = cur
-        pos[1, start:start + k] = cur + block.rows
-        pos[2, start:start + k] = cur + block.cols
+        if bstart < begin:
+            if bstart + k > begin:
+                raise ValueError("a visual block straddles the start of the positions asked for")
+            if start is None:
+                raise ValueError("M-RoPE positions after a visual block need the running index at `begin`")
+            continue
+        if bstart > i:
+            pos[:, i - begin:bstart - begin] = torch.arange(cur, cur + bstart - i)
+            cur += bstart - i
+        pos[0, bstart - begin:bstart - begin + k] = cur
+        pos[1, bstart - begin:bstart - begin + k] = cur + block.rows
+        pos[2, bstart - begin:bstart - begin + k] = cur + block.cols
         cur += max(block.grid)
-        i = start + k
+        i = bstart + k
     if i < n:
-        pos[:, i:n] = torch.arange(cur, cur + n - i)
+        pos[:, i - begin:] = torch.arange(cur, cur + n - i)
         cur += n - i
     return pos, cur
 
@@ -131,33 +153,39 @@ class Deepstack:
         return self.mask[start:end], self.feats[:, before:before + inside]
 
 
-def sequence_deepstack(backend: Backend, seq: Sequence) -> Deepstack | None:
-    """The DeepStack rows of a sequence, or None for families without DeepStack."""
+def sequence_deepstack(backend: Backend, seq: Sequence, begin: int = 0) -> Deepstack | None:
+    """The DeepStack rows of seq[begin:], or None for families without DeepStack (or no visual row there)."""
     if not getattr(backend, "deepstack", False):
         return None
-    mask = torch.zeros(len(seq.ids), dtype=torch.bool)
+    mask = torch.zeros(len(seq.ids) - begin, dtype=torch.bool)
     feats = []
     for start, block in sorted(seq.blocks, key=lambda b: b[0]):
+        if start < begin:
+            continue
         if block.deepstack is None:
             raise ValueError("a visual block lacks the DeepStack features this model needs")
-        mask[start:start + block.embeds.shape[0]] = True
+        mask[start - begin:start - begin + block.embeds.shape[0]] = True
         feats.append(block.deepstack.to(backend.device, backend.dtype))
     if not feats:
         return None
     return Deepstack(mask, torch.cat(feats, dim=1))
 
 
-def sequence_embeds(backend: Backend, seq: Sequence) -> torch.Tensor:
-    """(L, D) input embeddings: token embeddings with every visual block's rows overwritten.
+def sequence_embeds(backend: Backend, seq: Sequence, begin: int = 0) -> torch.Tensor:
+    """(L - begin, D) input embeddings of seq[begin:]: token embeddings with every visual block's rows
+    overwritten (rows before `begin`, e.g. a cached prefix, are not embedded at all).
 
     Uses out-of-place index_put so gradients flow into the visual embeddings when training.
     """
-    ids = torch.tensor(seq.ids, dtype=torch.long, device=backend.device)
+    ids = torch.tensor(seq.ids[begin:], dtype=torch.long, device=backend.device)
     emb = backend.embed_ids(ids)
-    if not seq.blocks:
+    blocks = [(s - begin, b) for s, b in seq.blocks if s >= begin]
+    if any(s < begin < s + b.embeds.shape[0] for s, b in seq.blocks):
+        raise ValueError("a visual block straddles the start of the embeddings asked for")
+    if not blocks:
         return emb
-    idx = torch.cat([torch.arange(s, s + b.embeds.shape[0]) for s, b in seq.blocks]).to(emb.device)
-    vals = torch.cat([b.embeds.to(emb.device, emb.dtype) for _, b in seq.blocks], dim=0)
+    idx = torch.cat([torch.arange(s, s + b.embeds.shape[0]) for s, b in blocks]).to(emb.device)
+    vals = torch.cat([b.embeds.to(emb.device, emb.dtype) for _, b in blocks], dim=0)
     return emb.index_put((idx,), vals)
 
 
@@ -168,6 +196,8 @@ class PrefixCache:
     key: tuple
     ids: tuple[int, ...]
     layers: list[tuple[torch.Tensor, torch.Tensor]]
+    #: running position index after the prefix (differs from its length under M-RoPE)
+    next_position: int = 0
 
     @property
     def length(self) -> int:
@@ -175,15 +205,26 @@ class PrefixCache:
 
     def fork(self, batch: int = 1) -> DynamicCache:
         """A fresh cache holding the prefix (expanded to `batch` rows); the snapshot stays untouched."""
-        cache = DynamicCache()
-        for i, (k, v) in enumerate(self.layers):
-            if batch != 1:
-                k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
-            cache.update(k.contiguous(), v.contiguous(), i)
-        return cache
+        return fork_cache(self.layers, batch)
 
     def nbytes(self) -> int:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
+
+
+def fork_cache(layers: list[tuple[torch.Tensor, torch.Tensor]], batch: int = 1) -> DynamicCache:
+    """A fresh cache starting from snapshot `layers` (expanded to `batch` rows); the snapshot stays untouched
+    (a DynamicCache update concatenates into new tensors)."""
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(layers):
+        if batch != 1:
+            k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
+        cache.update(k.contiguous(), v.contiguous(), i)
+    return cache
+
+
+def snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The keys and values a cache holds now, per layer (views, not copies)."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def _cache_keyword(module: torch.nn.Module) -> str:
@@ -193,33 +234,59 @@ def _cache_keyword(module: torch.nn.Module) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+DECODERS = ("eager", "static", "auto")
 
 
 class Runner:
     """Forward passes of the language model over assembled sequences.
 
-    `check`, when given, is called before every forward pass (each decode step, each batch): it raises to
-    abandon the call (the engine's deadline and interrupt), so no loop here can run unbounded.
-    """
+    `decoder` chooses greedy decoding's cache: "eager" (a DynamicCache grown each step), "static" (a
+    preallocated cache, `static_decode`, with CUDA graphs on CUDA when `cuda_graphs`) or "auto" (static
+    on CUDA, eager elsewhere).
 
-    def __init__(self, backend: Backend, check: Callable[[], None] | None = None) -> None:
+    `check`, when given, is called before every forward pass (each decode step, each batch of tails): it
+    raises to abandon the call (the engine's deadline and interrupt), so no loop here can run unbounded.
+    CUDA-graph replays do not pass through `_forward`: the static decoder calls `check_call` itself."""
+
+    def __init__(self, backend: Backend, decoder: str = "eager", cuda_graphs: bool = True,
+                 check: Callable[[], None] | None = None) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; expected one of {DECODERS}")
         self.backend = backend
+        self.decoder = decoder
+        self.cuda_graphs = cuda_graphs
         self.check = check
         self._cache_kw = _cache_keyword(backend.language_model)
+        self._static = None
 
-    def _check(self) -> None:
+    def check_call(self) -> None:
+        """Raise if the running call was interrupted or passed its deadline (see `check`)."""
         if self.check is not None:
             self.check()
 
+    @property
+    def static_decoding(self) -> bool:
+        return self.decoder == "static" or (self.decoder == "auto" and self.backend.device.type == "cuda")
+
+    def static_decoder(self):
+        """The static-cache decoder of this runner (built on first use; it keeps its buffers and graphs)."""
+        if self._static is None:
+            from .static_decode import StaticDecoder  # builds on this module, hence imported here
+
+            self._static = StaticDecoder(self, graphs=self.cuda_graphs)
+        return self._static
+
     def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
                  attention_mask: torch.Tensor | None = None,
-                 deepstack: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
-        """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V).
+                 deepstack: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V),
+        or with `rows` (r,) the logits of those positions of the first batch row (r, V).
 
         `deepstack` gives, per batch row, the visual-row mask (q,) and features (layers, n, D) of the rows
-        being fed (Qwen3-VL only)."""
+        being fed (Qwen3-VL only). `attention_mask` is 2-D padding (B, kv) or a ready 4-D boolean mask
+        (B, 1, q, kv) that transformers passes through to the attention unchanged."""
+        self.check_call()
         b = self.backend
         extra = {}
         if deepstack is not None:
@@ -229,7 +296,8 @@ class Runner:
                 extra = {"visual_pos_masks": mask, "deepstack_visual_embeds": list(feats.unbind(0))}
         out = b.language_model(inputs_embeds=embeds, position_ids=positions.to(b.device),
                                attention_mask=attention_mask, use_cache=True, **{self._cache_kw: cache}, **extra)
-        return b.lm_head(out.last_hidden_state[:, -1, :]).float()
+        hidden = out.last_hidden_state[:, -1, :] if rows is None else out.last_hidden_state[0, rows.to(b.device)]
+        return b.lm_head(hidden).float()
 
     @staticmethod
     def _batch_positions(pos: torch.Tensor) -> torch.Tensor:
@@ -238,20 +306,27 @@ class Runner:
     def encode_prefix(self, seq: Sequence, length: int, key: tuple) -> PrefixCache:
         """Encode seq[:length] into a reusable prefix cache."""
         cache = DynamicCache()
+        head = Sequence(ids=seq.ids[:length], blocks=[(s, blk) for s, blk in seq.blocks if s < length])
+        pos, next_pos = sequence_positions(self.backend, head)
         if length > 0:
-            self._check()
-            pos, _ = sequence_positions(self.backend, seq)
-            emb = sequence_embeds(self.backend, seq)[:length]
-            deep = sequence_deepstack(self.backend, seq)
-            self._forward(emb[None], self._batch_positions(pos[..., :length]), cache,
+            emb = sequence_embeds(self.backend, head)
+            deep = sequence_deepstack(self.backend, head)
+            self._forward(emb[None], self._batch_positions(pos), cache,
                           deepstack=[deep.rows(0, length)] if deep else None)
-        layers = _snapshot(cache) if length > 0 else []
-        return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers)
+        layers = snapshot(cache) if length > 0 else []
+        return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers, next_position=next_pos)
+
+    @staticmethod
+    def prefix_length(seq: Sequence, prefix: PrefixCache | None) -> int:
+        """How many leading tokens of `seq` the prefix cache holds (0 without one); refuses a wrong prefix."""
+        if prefix is None or prefix.length == 0:
+            return 0
+        if tuple(seq.ids[:prefix.length]) != prefix.ids:
+            raise RuntimeError("sequence does not start with the cached prefix")
+        return prefix.length
 
     def _start(self, seq: Sequence, prefix: PrefixCache | None, batch: int = 1) -> tuple[DynamicCache, int]:
-        if prefix is not None and prefix.length > 0:
-            if tuple(seq.ids[:prefix.length]) != prefix.ids:
-                raise RuntimeError("sequence does not start with the cached prefix")
+        if self.prefix_length(seq, prefix):
             return prefix.fork(batch), prefix.length
         return DynamicCache(), 0
 
@@ -259,14 +334,15 @@ class Runner:
         """Logits of the next token after each sequence (N, V), sharing all the work the sequences share.
 
         The cached prefix is forked once; the longest common prefix of the sequences beyond it is run
-        once; the remaining tails run as one batch, left-padded between the shared part and the tail.
+        once; the remaining tails run as one batch, left-padded between the shared part and the tail
+        (the cache repeated once per row). The engine uses `tails.shared_last_logits` instead, which
+        needs no full sequence per question; this stays as the general path over arbitrary sequences.
         """
-        self._check()
         b = self.backend
         cache, p0 = self._start(seqs[0], prefix)
         built = [(sequence_embeds(b, s), sequence_positions(b, s)[0]) for s in seqs]
         deeps = [sequence_deepstack(b, s) for s in seqs]
-        lcp = _common_prefix_length([s.ids for s in seqs])
+        lcp = common_prefix_length([s.ids for s in seqs])
         lcp = min(lcp, min(len(s) for s in seqs) - 1)  # every row needs at least one own token for its logits
         if lcp < p0:
             raise RuntimeError("sequences diverge inside the cached prefix")
@@ -309,44 +385,59 @@ class Runner:
                  capture: Capture | None = None, min_new_tokens: int = 0) -> list[int]:
         """Greedy decoding after `seq`. With a capture, each generated token's row is recorded when it is
         fed back (one extra step is taken for the last token when decoding stops at the length limit)."""
-        self._check()
+        if self.static_decoding:
+            self.prefix_length(seq, prefix)  # a wrong prefix is the caller's error, not the decoder's
+            try:
+                return self.static_decoder().generate(seq, max_new_tokens, prefix=prefix, capture=capture,
+                                                      min_new_tokens=min_new_tokens)
+            except (torch.OutOfMemoryError, ValueError):
+                raise
+            except RuntimeError as exc:
+                # The static path is young on GPUs (see static_decode): rather than failing every
+                # introduction, log once and decode eagerly from here on.
+                log.warning("static decoding failed (%s); this runner decodes eagerly from now on", exc)
+                self.decoder = "eager"
+                if capture is not None:
+                    capture.records.clear()
         b = self.backend
         suppressed = torch.tensor(b.suppressed_ids, device=b.device)
         eos = b.eos_ids
-        cache, p0 = self._start(seq, prefix)
-        pos, next_pos = sequence_positions(b, seq)
-        emb = sequence_embeds(b, seq)
-        deep = sequence_deepstack(b, seq)
-        if capture is not None:
-            capture.rows = capture.prefill_rows
-        logits = self._forward(emb[None, p0:], self._batch_positions(pos[..., p0:]), cache,
-                               deepstack=[deep.rows(p0, len(seq))] if deep else None)
-        out: list[int] = []
-        while True:
-            logits[:, suppressed] = float("-inf")
-            if len(out) < min_new_tokens:
-                logits[:, sorted(eos)] = float("-inf")
-            token = int(logits[0].argmax())
-            if token in eos and len(out) >= min_new_tokens:
-                break
-            out.append(token)
-            if len(out) >= max_new_tokens and capture is None:
-                break
+        with stage("prefill"):
+            cache, p0 = self._start(seq, prefix)
+            # Only the rows after the cached prefix are embedded and placed; the prefix gives its next position.
+            pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
+            emb = sequence_embeds(b, seq, begin=p0)
+            deep = sequence_deepstack(b, seq, begin=p0)
             if capture is not None:
-                capture.rows = torch.zeros(1, dtype=torch.long)
-            step_emb = b.embed_ids(torch.tensor([[token]], device=b.device))
-            step_pos = torch.full((3, 1, 1) if b.mrope else (1, 1), next_pos, dtype=torch.long)
-            next_pos += 1
-            self._check()
-            logits = self._forward(step_emb, step_pos, cache)
-            if len(out) >= max_new_tokens:
-                break
+                capture.rows = capture.prefill_rows
+            logits = self._forward(emb[None], self._batch_positions(pos), cache,
+                                   deepstack=[deep.rows(0, len(seq) - p0)] if deep else None)
+        with stage("decode"):
+            out: list[int] = []
+            while True:
+                logits[:, suppressed] = float("-inf")
+                if len(out) < min_new_tokens:
+                    logits[:, sorted(eos)] = float("-inf")
+                token = int(logits[0].argmax())
+                if token in eos and len(out) >= min_new_tokens:
+                    break
+                out.append(token)
+                if len(out) >= max_new_tokens and capture is None:
+                    break
+                if capture is not None:
+                    capture.rows = torch.zeros(1, dtype=torch.long)
+                step_emb = b.embed_ids(torch.tensor([[token]], device=b.device))
+                step_pos = torch.full((3, 1, 1) if b.mrope else (1, 1), next_pos, dtype=torch.long)
+                next_pos += 1
+                logits = self._forward(step_emb, step_pos, cache)
+                if len(out) >= max_new_tokens:
+                    break
         if capture is not None:
             capture.rows = None
         return out
 
 
-def _common_prefix_length(id_lists: list[list[int]]) -> int:
+def common_prefix_length(id_lists: list[list[int]]) -> int:
     first = id_lists[0]
     n = min(len(x) for x in id_lists)
     for i in range(n):
