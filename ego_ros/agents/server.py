@@ -34,7 +34,9 @@ OUTER_SLACK_S = 15.0
 
 ImagePath = Annotated[str | None, Field(description="an image file on the server's machine (PNG, JPEG, ...)")]
 ImageB64 = Annotated[str | None, Field(description="a base64 PNG or JPEG (a data: URL is fine)")]
-Concepts = Annotated[list[str], Field(description="restrict to these concept names (default: all known)")]
+Concepts = Annotated[list[str] | None, Field(description="restrict to these concept names (default: all known)")]
+Paths = Annotated[list[str] | None, Field(description="reference image files on the server's machine")]
+Base64s = Annotated[list[str] | None, Field(description="reference images as base64 PNG/JPEG")]
 MaxTokens = Annotated[int, Field(ge=0, le=1024, description="most tokens to generate (0: the default)")]
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -77,8 +79,8 @@ def build_server(backend: Backend, read_only: bool = False, name: str = "ego_ros
         async def introduce_concept(
             name: Annotated[str, Field(description="the concept's name, e.g. 'kona' or \"Anna's mug\"")],
             ctx: Context,
-            image_paths: Annotated[list[str], Field(description="reference image files on the server's machine")] = [],  # noqa: B006
-            images_base64: Annotated[list[str], Field(description="reference images as base64 PNG/JPEG")] = [],  # noqa: B006
+            image_paths: Paths = None,
+            images_base64: Base64s = None,
             frames: Annotated[int, Field(ge=1, le=MAX_VIEWS, description="with no images given: how many camera "
                                          "frames to teach from")] = 3,
             min_interval_s: Annotated[float, Field(ge=0, le=60, description="with camera frames: seconds between "
@@ -118,37 +120,37 @@ def build_server(backend: Backend, read_only: bool = False, name: str = "ego_ros
     if backend.recognizes_given_images:
         @mcp.tool(annotations=READ)
         async def what_do_you_see(image_path: ImagePath = None, image_base64: ImageB64 = None,
-                                  concepts: Concepts = []) -> dict[str, Any]:  # noqa: B006
+                                  concepts: Concepts = None) -> dict[str, Any]:
             """Which known concepts are in the image (default: the latest frame), with their probabilities."""
             async def run() -> dict[str, Any]:
                 return await backend.what_do_you_see(one_image(image_path, image_base64, backend.allow_paths),
-                                                     concepts)
+                                                     concepts or [])
 
             return await _guarded("what_do_you_see", run(), deadline)
     else:
         @mcp.tool(annotations=READ)
-        async def what_do_you_see(concepts: Concepts = []) -> dict[str, Any]:  # noqa: B006
+        async def what_do_you_see(concepts: Concepts = None) -> dict[str, Any]:
             """Which known concepts the robot sees in its latest camera frame, with their probabilities."""
-            return await _guarded("what_do_you_see", backend.what_do_you_see(None, concepts), deadline)
+            return await _guarded("what_do_you_see", backend.what_do_you_see(None, concepts or []), deadline)
 
     @mcp.tool(annotations=READ)
     async def ask(question: Annotated[str, Field(description="the question, e.g. 'Where is kona?'")],
-                  image_path: ImagePath = None, image_base64: ImageB64 = None, concepts: Concepts = [],  # noqa: B006
+                  image_path: ImagePath = None, image_base64: ImageB64 = None, concepts: Concepts = None,
                   max_new_tokens: MaxTokens = 0) -> dict[str, Any]:
         """Ask a question about the latest frame (or a given image), with the known concepts in context."""
         async def run() -> dict[str, Any]:
             image = one_image(image_path, image_base64, backend.allow_paths)
-            return await backend.ask(question, image, concepts, max_new_tokens)
+            return await backend.ask(question, image, concepts or [], max_new_tokens)
 
         return await _guarded("ask", run(), deadline)
 
     @mcp.tool(annotations=READ)
-    async def caption(image_path: ImagePath = None, image_base64: ImageB64 = None, concepts: Concepts = [],  # noqa: B006
+    async def caption(image_path: ImagePath = None, image_base64: ImageB64 = None, concepts: Concepts = None,
                       max_new_tokens: MaxTokens = 0) -> dict[str, Any]:
         """Describe the latest frame (or a given image) in words, naming the known concepts it shows."""
         async def run() -> dict[str, Any]:
             image = one_image(image_path, image_base64, backend.allow_paths)
-            return await backend.caption(image, concepts, max_new_tokens)
+            return await backend.caption(image, concepts or [], max_new_tokens)
 
         return await _guarded("caption", run(), deadline)
 
