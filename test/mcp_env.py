@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,18 @@ class McpClient:
         result = self._run(self.session.list_tools(), 60)
         return {t.name: t for t in result.tools}
 
-    def call(self, tool: str, arguments: dict[str, Any] | None = None, timeout: float = 120.0):
-        """The CallToolResult of one call; progress notifications are appended to `self.progress`."""
+    def start(self, tool: str, arguments: dict[str, Any] | None = None, timeout: float = 120.0) -> Future:
+        """Send a call without waiting: a future of its CallToolResult (for calls that overlap)."""
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             self.progress.append((progress, total, message))
 
-        return self._run(self.session.call_tool(tool, arguments or {}, read_timeout_seconds=timeout,
-                                                progress_callback=on_progress), timeout + 10)
+        return asyncio.run_coroutine_threadsafe(
+            self.session.call_tool(tool, arguments or {}, read_timeout_seconds=timeout, progress_callback=on_progress),
+            self._loop)
+
+    def call(self, tool: str, arguments: dict[str, Any] | None = None, timeout: float = 120.0):
+        """The CallToolResult of one call; progress notifications are appended to `self.progress`."""
+        return self.start(tool, arguments, timeout).result(timeout + 10)
 
     def ok(self, tool: str, arguments: dict[str, Any] | None = None, timeout: float = 120.0) -> dict[str, Any]:
         """The structured result of a call that must succeed (AssertionError with the message otherwise)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mcp_env import McpClient, image_from_content, mcp_client, png_base64, server_env
+from mcp_env import McpClient, image_from_content, mcp_client, png_base64, server_env, text
 from ros_env import (
     ServiceCaller,
     ego_node_command,
@@ -88,7 +88,7 @@ def robot(graph) -> Iterator[McpClient]:
 
 @pytest.fixture(scope="module")
 def idle(graph) -> Iterator[McpClient]:
-    with mcp_client(["--node", graph.idle, "--timeout", "8", "--connect-timeout", "2"], graph.env,
+    with mcp_client(["--node", graph.idle, "--timeout", "5", "--connect-timeout", "2"], graph.env,
                     graph.tmp / "mcp_idle.log") as client:
         yield client
 
@@ -182,6 +182,22 @@ def test_without_a_camera_the_node_says_no_frame_yet(idle):
     error = idle.error("introduce_concept", {"name": "never", "frames": 1}, timeout=60)
     assert "did not finish" in error and "nothing publishes" in error and "nothing was stored" in error
     assert "never" not in _names(idle)
+
+
+def test_a_second_introduction_while_one_runs_is_refused_as_busy(idle):
+    waiting = idle.start("introduce_concept", {"name": "waits", "frames": 1}, timeout=60)  # no camera: it waits
+    probe = {"name": "probe", "images_base64": [png_base64(random_rgb(4))]}
+    error = None
+    while not waiting.done():  # until the node has taken the first goal, the probe may get through
+        result = idle.call("introduce_concept", probe)
+        if result.is_error:
+            error = text(result)
+            break
+        idle.ok("forget_concept", {"name": "probe"})
+        time.sleep(0.2)
+    assert error is not None and "busy" in error and "'waits' is being introduced" in error, error
+    assert waiting.result(60).is_error  # the camera introduction times out, cancelled: nothing stored
+    assert "waits" not in _names(idle) and "probe" not in _names(idle)
 
 
 def test_an_inactive_node_says_so(graph, idle):
