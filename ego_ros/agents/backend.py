@@ -6,7 +6,10 @@ waiting (a per-call timeout), so no tool call can hang.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +21,33 @@ ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 
 #: Default bound on one call that runs the model (seconds).
 DEFAULT_TIMEOUT_S = 120.0
+
+
+class ProgressRelay:
+    """Progress reported from other threads (the model thread, ROS callbacks), sent on the event loop.
+
+    `flush` waits until every report posted so far is sent, so the last one precedes the tool's result.
+    MCP requires progress to increase from one notification to the next: a report that does not is
+    dropped (a late duplicate of a ROS feedback message, say).
+    """
+
+    def __init__(self, progress: ProgressFn, loop: asyncio.AbstractEventLoop) -> None:
+        self._progress, self._loop = progress, loop
+        self._sent: list[concurrent.futures.Future] = []
+        self._lock = threading.Lock()
+        self.last = float("-inf")
+
+    def post(self, done: float, total: float | None, message: str | None) -> None:
+        """Thread-safe: schedule one report."""
+        with self._lock:
+            if done <= self.last:
+                return
+            self.last = done
+            self._sent.append(asyncio.run_coroutine_threadsafe(self._progress(done, total, message), self._loop))
+
+    async def flush(self) -> None:
+        pending, self._sent = self._sent, []
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in pending), return_exceptions=True)
 
 
 class Backend(ABC):

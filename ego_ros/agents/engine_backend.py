@@ -18,7 +18,7 @@ from PIL import Image
 from ..core.engine import EgoEngine
 from ..core.errors import EgoError
 from ..core.memory import ConceptMemory, validate_name
-from .backend import DEFAULT_TIMEOUT_S, Backend, ProgressFn, concept_summary, recognitions_result
+from .backend import DEFAULT_TIMEOUT_S, Backend, ProgressFn, ProgressRelay, concept_summary, recognitions_result
 from .errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -97,16 +97,18 @@ class EngineBackend(Backend):
                                  f"{len(self._frames)} earlier image(s) are at hand, {wanted} asked for)")
             images = list(self._frames)[-wanted:]
             source = f"the {wanted} latest image(s) given to this server"
-        loop = asyncio.get_running_loop()
+        relay = ProgressRelay(progress, asyncio.get_running_loop())
         total = len(images)
 
-        def on_view(i: int, view) -> None:  # on the model thread: hand the report to the event loop
-            message = f"view {i + 1}/{total}: keywords {', '.join(view.keywords)}"
-            asyncio.run_coroutine_threadsafe(progress(i + 1, total, message), loop)
+        def on_view(i: int, view) -> None:  # on the model thread
+            relay.post(i + 1, total, f"view {i + 1}/{total}: keywords {', '.join(view.keywords)}")
 
         await progress(0, total, f"introducing {name!r} from {source}")
-        memory = await self._run(f"introducing {name!r}", self.engine.introduce, name, images, notes=notes,
-                                 replace_existing=replace, on_view=on_view)
+        try:
+            memory = await self._run(f"introducing {name!r}", self.engine.introduce, name, images, notes=notes,
+                                     replace_existing=replace, on_view=on_view)
+        finally:
+            await relay.flush()
         return {"introduced": memory_summary(memory), "source": source, "seconds": round(memory.seconds, 3)}
 
     async def forget(self, name: str) -> dict[str, Any]:

@@ -73,10 +73,12 @@ def read_image_file(path: str, what: str = "image_path") -> Image.Image:
     return _decode(p.read_bytes(), f"{what} {path}", None)
 
 
-def gather_images(paths: list[str] | None, encoded: list[str] | None, allow_paths: bool,
+def gather_images(paths: list[str] | None, encoded: list[str] | None, allow_paths: bool, max_count: int,
                   path_arg: str = "image_paths", base64_arg: str = "images_base64") -> list[Image.Image]:
     """The images named by file paths and given as base64, in that order (empty lists: none)."""
     paths, encoded = list(paths or []), list(encoded or [])
+    if len(paths) + len(encoded) > max_count:
+        raise AgentError(f"{len(paths) + len(encoded)} images; at most {max_count} are accepted")
     if paths and not allow_paths:
         raise AgentError(f"{path_arg}: this server does not read files (started for remote clients); "
                          f"send the images inline in {base64_arg}")

@@ -33,9 +33,10 @@ from ego_msgs.action import IntroduceFromCamera
 from ego_msgs.msg import Recognitions
 from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
 
+from ..ros.demo import find_profile
 from ..ros.image_conversion import ImageConversionError, compressed_to_rgb, image_fields_to_rgb, rgb_to_compressed
 from ..ros.image_conversion import rgb_to_image_fields as rgb_fields
-from .backend import DEFAULT_TIMEOUT_S, Backend, ProgressFn, concept_summary, recognitions_result
+from .backend import DEFAULT_TIMEOUT_S, Backend, ProgressFn, ProgressRelay, concept_summary, recognitions_result
 from .errors import AgentError
 
 #: Recognitions older than this (seconds since they arrived) are reported with a warning.
@@ -69,6 +70,10 @@ class RosBackend(Backend):
         namespace = self.node_name.rsplit("/", 1)[0]
         self.image_topic = image_topic or f"{namespace}/image"
         self.connect_timeout_s = connect_timeout_s
+        if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ and (profile := find_profile()) is not None:
+            # Raw camera frames over best-effort QoS are dropped without the large shared-memory segment
+            # (config/fastdds_large_images.xml); Fast DDS reads the variable when the context starts.
+            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
         self._context = Context()
         rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(f"ego_mcp_{os.getpid()}", context=self._context)
@@ -201,17 +206,17 @@ class RosBackend(Backend):
             ready = await asyncio.to_thread(self._action.wait_for_server, timeout_sec=self.connect_timeout_s)
             if not ready:
                 raise AgentError(self._unavailable())
-        loop = asyncio.get_running_loop()
+        relay = ProgressRelay(progress, asyncio.get_running_loop())
 
         def on_feedback(msg) -> None:  # executor thread
             fb = msg.feedback
             text = f"{fb.frames_captured}/{frames} camera frames; keywords {', '.join(fb.current_keywords) or '-'}"
-            asyncio.run_coroutine_threadsafe(progress(fb.frames_captured, frames, text), loop)
+            relay.post(fb.frames_captured, frames, text)
 
         goal = IntroduceFromCamera.Goal(name=name, num_frames=frames, min_interval_s=float(min_interval_s),
                                         notes=notes, replace=replace)
         t0 = time.perf_counter()
-        await progress(0, frames, f"collecting {frames} camera frame(s) for {name!r}")
+        relay.post(0, frames, f"collecting {frames} camera frame(s) for {name!r}")
         try:
             handle = await self._await(self._action.send_goal_async(goal, feedback_callback=on_feedback),
                                        self.connect_timeout_s + 5.0)
@@ -229,6 +234,9 @@ class RosBackend(Backend):
             raise AgentError(f"introducing {name!r} from the camera did not finish within {budget:g} s "
                              f"({self._camera_hint()}); the goal was cancelled and nothing was stored") from None
         result = answer.result
+        if result.success:  # feedback and result travel apart: the last frame's report may be still on its way
+            relay.post(frames, frames, f"introduced {name!r} from {frames} camera frame(s)")
+        await relay.flush()
         if not result.success:
             raise AgentError(result.message or f"introducing {name!r} failed (the node gave no reason)")
         return {"introduced": _concept(result.concept), "source": f"{frames} camera frame(s)",

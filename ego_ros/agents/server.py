@@ -93,9 +93,7 @@ def build_server(backend: Backend, read_only: bool = False, name: str = "ego_ros
                 await ctx.report_progress(done, total, message)
 
             async def run() -> dict[str, Any]:
-                images = gather_images(image_paths, images_base64, backend.allow_paths)
-                if len(images) > MAX_VIEWS:
-                    raise AgentError(f"{len(images)} reference images; at most {MAX_VIEWS} are accepted")
+                images = gather_images(image_paths, images_base64, backend.allow_paths, MAX_VIEWS)
                 return await backend.introduce(name, images, frames, min_interval_s, notes, replace, progress)
 
             # Collecting camera frames takes their spacing on top of the model time.
