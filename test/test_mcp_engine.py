@@ -1,4 +1,5 @@
-"""`ego-ros mcp` in engine mode on the embedded toy model, driven over stdio by the SDK's own client.
+"""`ego-ros mcp` in engine mode on the embedded toy model, driven over stdio by the SDK's own client
+(slow: one server process for the module), and fast checks of its argument and image handling.
 
 One server serves the module (tests use their own concept names); the reference and query pictures
 are toy-world scenes rendered into files (a personal instance the toy model never saw in training).
@@ -6,6 +7,7 @@ are toy-world scenes rendered into files (a personal instance the toy model neve
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +17,6 @@ import numpy as np
 import pytest
 from mcp_env import McpClient, image_from_content, mcp_client, png_base64, server_env
 from PIL import Image
-
-pytestmark = pytest.mark.slow
 
 TOOLS = {"list_concepts", "introduce_concept", "forget_concept", "rename_concept", "what_do_you_see", "ask",
          "caption", "latest_frame"}
@@ -60,6 +60,7 @@ def mcp(store, tmp_path_factory) -> Iterator[McpClient]:
         yield client
 
 
+@pytest.mark.slow
 def test_lists_every_tool_with_a_description_and_a_json_schema(mcp):
     tools = mcp.tools()
     assert set(tools) == TOOLS
@@ -69,6 +70,7 @@ def test_lists_every_tool_with_a_description_and_a_json_schema(mcp):
     assert tools["introduce_concept"].input_schema["required"] == ["name"]
 
 
+@pytest.mark.slow
 def test_introduce_from_files_reports_progress_per_view_and_stores_the_concept(mcp, scenes, store):
     mcp.progress.clear()
     out = mcp.ok("introduce_concept", {"name": "kona", "image_paths": scenes.references})
@@ -81,6 +83,7 @@ def test_introduce_from_files_reports_progress_per_view_and_stores_the_concept(m
     assert "kona" in index["concepts"], "the concept is written to the store directory"
 
 
+@pytest.mark.slow
 def test_what_do_you_see_scores_the_concept_higher_in_a_scene_that_holds_it(mcp, scenes):
     mcp.ok("introduce_concept", {"name": "seen", "image_paths": scenes.references})
     with_it = mcp.ok("what_do_you_see", {"image_path": scenes.with_it, "concepts": ["seen"]})
@@ -92,6 +95,7 @@ def test_what_do_you_see_scores_the_concept_higher_in_a_scene_that_holds_it(mcp,
     assert [s["name"] for s in with_it["scores"]] == ["seen"], "the concepts argument restricts the scoring"
 
 
+@pytest.mark.slow
 def test_ask_answers_about_the_latest_image_with_the_concepts_in_context(mcp, scenes):
     mcp.ok("introduce_concept", {"name": "asked", "image_paths": scenes.references})
     mcp.ok("what_do_you_see", {"image_path": scenes.with_it})  # becomes the latest frame
@@ -101,11 +105,13 @@ def test_ask_answers_about_the_latest_image_with_the_concepts_in_context(mcp, sc
     assert set(out["concepts"]) <= {"asked"}
 
 
+@pytest.mark.slow
 def test_caption_describes_a_given_image(mcp, scenes):
     out = mcp.ok("caption", {"image_path": scenes.with_it, "max_new_tokens": 12})
     assert out["caption"].strip()
 
 
+@pytest.mark.slow
 def test_latest_frame_is_the_last_given_image_downscaled(mcp):
     picture = Image.fromarray(np.random.default_rng(3).integers(0, 256, (100, 200, 3), dtype=np.uint8))
     mcp.ok("caption", {"image_base64": png_base64(picture), "max_new_tokens": 2})
@@ -115,6 +121,7 @@ def test_latest_frame_is_the_last_given_image_downscaled(mcp):
     assert shown.size == (50, 25) and shown.format == "PNG"
 
 
+@pytest.mark.slow
 def test_forget_removes_the_concept(mcp, scenes):
     mcp.ok("introduce_concept", {"name": "gone", "image_paths": scenes.references[:1]})
     assert mcp.ok("forget_concept", {"name": "gone"}) == {"forgotten": "gone"}
@@ -122,6 +129,7 @@ def test_forget_removes_the_concept(mcp, scenes):
     assert "unknown concept 'gone'" in mcp.error("forget_concept", {"name": "gone"})
 
 
+@pytest.mark.slow
 def test_rename_keeps_the_concept_under_its_new_name(mcp, scenes):
     before = mcp.ok("introduce_concept", {"name": "old", "image_paths": scenes.references[:1]})["introduced"]
     out = mcp.ok("rename_concept", {"old_name": "old", "new_name": "new"})
@@ -130,6 +138,7 @@ def test_rename_keeps_the_concept_under_its_new_name(mcp, scenes):
     assert "new" in names and "old" not in names
 
 
+@pytest.mark.slow
 def test_an_existing_concept_is_not_overwritten_without_replace(mcp, scenes):
     mcp.ok("introduce_concept", {"name": "twice", "image_paths": scenes.references[:1]})
     assert "already exists" in mcp.error("introduce_concept", {"name": "twice", "image_paths": scenes.references})
@@ -137,6 +146,7 @@ def test_an_existing_concept_is_not_overwritten_without_replace(mcp, scenes):
                                         "replace": True})["introduced"]["views"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("tool", "arguments", "message"), [
     ("forget_concept", {"name": "nobody"}, "unknown concept 'nobody'"),
     ("rename_concept", {"old_name": "nobody", "new_name": "x"}, "unknown concept 'nobody'"),
@@ -156,6 +166,7 @@ def test_bad_input_is_a_tool_error_with_a_clear_message(mcp, scenes, tool, argum
     assert "Traceback" not in error
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_an_image_is_refused(mcp, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not an image")
@@ -163,6 +174,7 @@ def test_a_file_that_is_not_an_image_is_refused(mcp, tmp_path):
     assert "txt" not in [c["name"] for c in mcp.ok("list_concepts")["concepts"]]
 
 
+@pytest.mark.slow
 def test_read_only_server_has_no_tools_that_change_memory_and_no_frame_before_an_image(store, tmp_path):
     with mcp_client(["--model", "toy", "--store", str(store), "--read-only"], server_env(),
                     tmp_path / "server.log") as client:
@@ -170,3 +182,55 @@ def test_read_only_server_has_no_tools_that_change_memory_and_no_frame_before_an
         assert "no frame yet" in client.error("latest_frame")
         assert "no frame yet" in client.error("what_do_you_see")
         assert "unknown tool" in client.error("forget_concept", {"name": "kona"}).lower()
+
+
+# ----- fast checks of the argument and image handling (no server) --------------------------------------
+def test_a_data_url_is_accepted_as_base64():
+    from ego_ros.agents.images import decode_base64
+
+    picture = decode_base64("data:image/png;base64," + png_base64(np.zeros((8, 12, 3), dtype=np.uint8)))
+    assert picture.size == (12, 8) and picture.mode == "RGB"
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(monkeypatch):
+    from ego_ros.agents import images
+    from ego_ros.agents.errors import AgentError
+
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(AgentError, match="20x20 pixels; the limit is 100"):
+        images.decode_base64(png_base64(np.zeros((20, 20, 3), dtype=np.uint8)))
+
+
+def test_inline_images_must_be_png_or_jpeg():
+    import base64
+
+    from ego_ros.agents.errors import AgentError
+    from ego_ros.agents.images import decode_base64
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="BMP")
+    with pytest.raises(AgentError, match="PNG or JPEG expected"):
+        decode_base64(base64.b64encode(buffer.getvalue()).decode())
+
+
+def test_too_many_images_are_refused_before_any_is_read():
+    from ego_ros.agents.errors import AgentError
+    from ego_ros.agents.images import gather_images
+
+    with pytest.raises(AgentError, match="3 images; at most 2"):
+        gather_images(["/nonexistent/a.png", "/nonexistent/b.png"], ["x"], True, max_count=2)
+
+
+def test_content_images_keep_their_aspect_ratio_when_downscaled():
+    from ego_ros.agents.images import to_content_bytes
+
+    data, size = to_content_bytes(Image.new("RGB", (640, 480)), max_side=320, fmt="jpeg")
+    assert size == (320, 240) and Image.open(io.BytesIO(data)).format == "JPEG"
+
+
+def test_engine_and_ros_options_do_not_mix():
+    from ego_ros.cli import main
+
+    assert main(["mcp", "--model", "toy", "--node", "/robot/ego_node"]) == 2
+    assert main(["mcp", "--store", "/tmp/x"]) == 2
+    assert main(["mcp", "--model", "toy", "--token-file", "/tmp/token"]) == 2
