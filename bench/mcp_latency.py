@@ -150,9 +150,12 @@ def main() -> int:
         "repeats": args.repeats,
     }
     with tempfile.TemporaryDirectory(prefix="ego_mcp_bench_") as tmp, open(Path(tmp) / "server.log", "w") as log:
-        report["engine"] = run_engine(args.repeats, Path(tmp), log)
-        if args.ros:
-            report["ros"] = run_ros(args.repeats, Path(tmp), log)
+        for mode, run in [("engine", run_engine)] + ([("ros", run_ros)] if args.ros else []):
+            load_before = os.getloadavg()
+            report[mode] = run(args.repeats, Path(tmp), log)
+            # The machine's 1-minute load average around the run: how contended the numbers are.
+            report[mode]["load_average_1min"] = {"before": round(load_before[0], 2),
+                                                 "after": round(os.getloadavg()[0], 2)}
     print(json.dumps(report, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
