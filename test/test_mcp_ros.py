@@ -80,17 +80,28 @@ def graph(tmp_path_factory) -> Iterator[Graph]:
             stop_process(proc)
 
 
+def _discovered(client: McpClient) -> McpClient:
+    """`client` once its server has discovered the node's services (DDS discovery takes a moment, more
+    on a busy machine); the tests' short connect timeouts are for the failures they provoke."""
+    deadline = time.monotonic() + TIMEOUT
+    while client.call("list_concepts").is_error:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the MCP server never reached its node; its log:\n{client.log()}")
+        time.sleep(0.5)
+    return client
+
+
 @pytest.fixture(scope="module")
 def robot(graph) -> Iterator[McpClient]:
     with mcp_client(["--node", graph.robot, "--timeout", "60"], graph.env, graph.tmp / "mcp_robot.log") as client:
-        yield client
+        yield _discovered(client)
 
 
 @pytest.fixture(scope="module")
 def idle(graph) -> Iterator[McpClient]:
     with mcp_client(["--node", graph.idle, "--timeout", "5", "--connect-timeout", "2"], graph.env,
                     graph.tmp / "mcp_idle.log") as client:
-        yield client
+        yield _discovered(client)
 
 
 def _names(client: McpClient) -> list[str]:
