@@ -69,6 +69,8 @@ class RosBackend(Backend):
         self.node_name = _fully_qualified(node)
         namespace = self.node_name.rsplit("/", 1)[0]
         self.image_topic = image_topic or f"{namespace}/image"
+        if not connect_timeout_s > 0:
+            raise ValueError(f"the connect timeout must be a positive number of seconds, got {connect_timeout_s}")
         self.connect_timeout_s = connect_timeout_s
         if "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ and (profile := find_profile()) is not None:
             # Raw camera frames over best-effort QoS are dropped without the large shared-memory segment
