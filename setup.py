@@ -54,6 +54,8 @@ setup(
             "rosbags>=0.10",
         ],
         "eval": ["matplotlib>=3.7"],
+        # `ego-ros mcp`: the Model Context Protocol SDK, pinned to the version the tests run with.
+        "agents": ["mcp==2.3.0"],
         "dev": ["pytest>=7", "ruff>=0.6", "flake8>=7", "pydocstyle>=6", "ros-ament-flake8", "ros-ament-pep257",
                 "colcon-common-extensions"],
     },

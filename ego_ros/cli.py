@@ -252,6 +252,9 @@ def _registrars() -> list[Callable[[Any], None]]:
     from .eval.cli import register as eval_register
 
     out.append(eval_register)
+    from .agents.cli import register as agents_register
+
+    out.append(agents_register)
     try:
         from .ros.cli import register as ros_register
     except ImportError:  # the ROS extra is optional; `demo` needs rclpy

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up ego_ros on a bare machine: a virtual environment in .venv with PyTorch (CPU build unless one
-# is already installed), the package with its ROS 2 (pip wheels), evaluation and development extras,
-# and the ego_msgs interfaces built into the venv.
+# is already installed), the package with its ROS 2 (pip wheels), evaluation, agents (MCP) and
+# development extras, and the ego_msgs interfaces built into the venv.
 #
 # Usage: bash scripts/install.sh            (from the repository root; safe to run again)
 # Env:   EGO_ROS_VENV=path  (default .venv)  EGO_ROS_TORCH="torch==2.13.0"  EGO_ROS_SKIP_MSGS=1
@@ -34,8 +34,8 @@ if ! python -c "import torch" 2>/dev/null; then
     pip install "${EGO_ROS_TORCH:-torch==2.13.0}"
 fi
 
-log "installing ego_ros with the ros, eval and dev extras"
-pip install -e ".[ros,eval,dev]"
+log "installing ego_ros with the ros, eval, agents and dev extras"
+pip install -e ".[ros,eval,agents,dev]"
 
 if [[ "${EGO_ROS_SKIP_MSGS:-0}" != "1" ]]; then
     log "building the ego_msgs interfaces into $venv"
