@@ -244,3 +244,22 @@ def test_loading_and_first_inference_print_no_progress_bar_or_library_warning():
                           timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
     assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr
+
+
+# ----- the static-cache decoder is bounded the same way --------------------------------------------------
+@pytest.fixture
+def static_engine(llava):
+    return EgoEngine(llava, config=EngineConfig(decoder="static"))
+
+
+def test_static_decoding_past_its_deadline_raises_timeout(static_engine):
+    static_engine.config.request_timeout_s = 0.2
+    exc, _ = bounded(lambda: static_engine.ask(random_image(1), "describe it", max_new_tokens=MAX_NEW_TOKENS))
+    assert isinstance(exc, RequestTimeoutError)
+
+
+def test_interrupt_ends_a_long_static_decoding_promptly(static_engine):
+    _interrupt_after(static_engine, 0.5)
+    exc, seconds = bounded(lambda: static_engine.ask(random_image(1), "describe it", max_new_tokens=MAX_NEW_TOKENS))
+    assert isinstance(exc, RequestCancelledError)
+    assert seconds < PROMPT_S
