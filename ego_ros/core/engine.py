@@ -24,9 +24,25 @@ from PIL import Image
 from .backends.base import Backend, VisualTokens
 from .calibration import CALIBRATION_FILE, Calibration, default_layers
 from .compose import CONTEXT_MODES, ContextEntry, query_sequence
-from .errors import BusyError, DeviceOutOfMemoryError, DuplicateConceptError, InvalidImageError, ModelMismatchError
+from .errors import (
+    BusyError,
+    DeviceOutOfMemoryError,
+    DuplicateConceptError,
+    InvalidImageError,
+    ModelMismatchError,
+    RequestCancelledError,
+    RequestTimeoutError,
+)
 from .images import ImageInput, to_rgb
 from .introduce import IntroduceOptions, timed_introduce
+from .limits import (
+    MAX_NOTES_CHARS,
+    MAX_QUESTION_CHARS,
+    MAX_QUESTION_TOKENS,
+    check_new_tokens,
+    check_text,
+    check_token_count,
+)
 from .loading import load_backend, model_directory
 from .memory import ConceptMemory, MemoryView, validate_name
 from .sequence import PrefixCache, Runner, Sequence
@@ -48,6 +64,9 @@ class EngineConfig:
     question_batch: int = 16
     max_new_tokens: int = 64
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
+    #: wall-clock deadline of one model call in seconds (introduce, recognize, ask, caption, ...), checked
+    #: between forward passes and decode steps; the call then raises RequestTimeoutError. 0 disables it.
+    request_timeout_s: float = 120.0
 
     def validate(self) -> None:
         if self.context not in CONTEXT_MODES:
@@ -56,7 +75,20 @@ class EngineConfig:
             raise ValueError("threshold must lie in [0, 1]")
         if self.max_context_concepts < 1 or self.question_batch < 1:
             raise ValueError("max_context_concepts and question_batch must be at least 1")
+        check_new_tokens(self.max_new_tokens, "EngineConfig.max_new_tokens")
+        if not (isinstance(self.request_timeout_s, (int, float)) and 0.0 <= self.request_timeout_s < float("inf")):
+            raise ValueError(f"request_timeout_s must be a finite number of seconds >= 0 (0 disables), "
+                             f"got {self.request_timeout_s!r}")
         self.introduce.validate()
+
+
+@dataclass
+class _Call:
+    """The model call a thread is running: the interrupt epoch it entered at and its deadline."""
+
+    what: str
+    epoch: int
+    deadline: float | None = None
 
 
 @dataclass
@@ -90,8 +122,12 @@ class EgoEngine:
             raise ModelMismatchError(f"the concept store belongs to another model (fingerprint "
                                      f"{self.store.fingerprint}, loaded model {backend.fingerprint()})")
         self.calibration = calibration
-        self.runner = Runner(backend)
+        self.runner = Runner(backend, check=self._check)
         self._lock = threading.RLock()
+        #: interrupt() increments it; a call that entered at an older epoch is cancelled at its next check
+        self._epoch = 0
+        self._epoch_lock = threading.Lock()
+        self._calls = threading.local()
         self._introducing: str | None = None
         self._prefixes: OrderedDict[tuple, PrefixCache] = OrderedDict()
         self._yes_ids, self._no_ids = self._answer_ids()
@@ -145,21 +181,22 @@ class EgoEngine:
         `on_view(i, view)` reports each finished view (keywords, K_c) while the others are processed.
         """
         name = validate_name(name)
+        notes = check_text(notes, "notes", MAX_NOTES_CHARS)
+        opts = options or self.config.introduce
+        opts.validate()
         if not images:
             raise InvalidImageError("introduce needs at least one reference image")
         rgb = [to_rgb(im, what=f"reference image {i}") for i, im in enumerate(images)]
         if name in self.store and not replace_existing:
             raise DuplicateConceptError(f"concept {name!r} already exists (remove it, rename it or ask to replace)")
-        opts = options or self.config.introduce
-        opts.validate()
-        with self._acquire(wait, f"introducing {self._introducing!r}"):
+        with self._model_call(f"introducing {name!r}", wait=wait, busy=f"introducing {self._introducing!r}"):
             self._introducing = name
             try:
-                with self._device_guard():
-                    views, seconds = timed_introduce(self.backend, self.runner, rgb, self.layers, opts, on_view)
+                views, seconds = timed_introduce(self.backend, self.runner, rgb, self.layers, opts, on_view)
                 memory = ConceptMemory(name=name, views=views, fingerprint=self.backend.fingerprint(),
                                        model=self.backend.name, selection=opts.selection, notes=notes,
                                        seconds=seconds)
+                self._check()  # an interrupt or deadline that arrived during the last step stores nothing
                 self.store.add(memory, replace=replace_existing)
                 self._prefixes.clear()
                 return memory
@@ -175,7 +212,7 @@ class EgoEngine:
         rgb = to_rgb(image, what="reference image")
         opts = options or self.config.introduce
         opts.validate()
-        with self._lock, self._device_guard():
+        with self._model_call("building a view"):
             views, seconds = timed_introduce(self.backend, self.runner, [rgb], self.layers, opts)
         return views[0], seconds
 
@@ -213,12 +250,13 @@ class EgoEngine:
 
         With one concept, the frames run as one batch; with several, each frame's questions do.
         """
-        rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
         names = self._names(concepts)
+        rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
         if not names:
             return [[] for _ in rgb]
-        with self._lock, self._device_guard(), torch.inference_mode():
+        with self._model_call("recognition"), torch.inference_mode():
             vts = self.backend.encode_images(rgb)
+            self._check()
             out: list[list[Recognition]] = []
             for vt in vts:
                 kept = self._filter(names, vt)
@@ -229,10 +267,12 @@ class EgoEngine:
 
     def recognize_frames(self, images: list[ImageInput], name: str) -> list[Recognition]:
         """One concept over a batch of frames in a single batched forward over the shared prefix."""
-        rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
         names = self._names([name])
-        with self._lock, self._device_guard(), torch.inference_mode():
+        name = names[0]
+        rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
+        with self._model_call("recognition"), torch.inference_mode():
             vts = self.backend.encode_images(rgb)
+            self._check()
             question = self.backend.prompts.recognition.format(name=name)
             entries = self._entries(names)
             seqs = [query_sequence(self.backend, entries, [vt], question, self.config.context) for vt in vts]
@@ -245,20 +285,32 @@ class EgoEngine:
             max_new_tokens: int | None = None) -> Answer:
         """Answer a free-form question about an image (or, with image None, a text-only question) with
         the named concepts in context."""
+        question, max_new_tokens = self._check_question(question, max_new_tokens)
         return self._answer([] if image is None else [to_rgb(image)], question, concepts, max_new_tokens)
 
     def caption(self, image: ImageInput, concepts: list[str] | None = None,
                 max_new_tokens: int | None = None) -> Answer:
         """A caption that names the stored concepts it sees (candidates: all stored, or `concepts`)."""
+        max_new_tokens = check_new_tokens(self.config.max_new_tokens if max_new_tokens is None else max_new_tokens)
         return self._answer([to_rgb(image)], self.backend.prompts.caption, concepts, max_new_tokens)
 
     def ask_video(self, frames: list[ImageInput], question: str, concepts: list[str] | None = None,
                   max_new_tokens: int | None = None) -> Answer:
         """Answer about a clip given as several frames (multi-image input)."""
+        question, max_new_tokens = self._check_question(question, max_new_tokens)
         if not frames:
             raise InvalidImageError("ask_video needs at least one frame")
         rgb = [to_rgb(f, what=f"frame {i}") for i, f in enumerate(frames)]
         return self._answer(rgb, question, concepts, max_new_tokens, video=True)
+
+    # ----- internals: request bounds --------------------------------------------------------------------
+    def _check_question(self, question: str, max_new_tokens: int | None) -> tuple[str, int]:
+        """The request bounds of a question (limits.py), checked before any model work: characters
+        first, so tokenising is always cheap, then tokens."""
+        max_new_tokens = check_new_tokens(self.config.max_new_tokens if max_new_tokens is None else max_new_tokens)
+        question = check_text(question, "question", MAX_QUESTION_CHARS)
+        check_token_count(len(self.backend.tokenize(question)), "question", MAX_QUESTION_TOKENS)
+        return question, max_new_tokens
 
     # ----- internals: context and sequences -----------------------------------------------------------
     def _names(self, concepts: list[str] | None) -> list[str]:
@@ -362,18 +414,61 @@ class EgoEngine:
                 max_new_tokens: int | None, video: bool = False) -> Answer:
         names = self._names(concepts)
         t0 = time.perf_counter()
-        with self._lock, self._device_guard(), torch.inference_mode():
+        with self._model_call("answering"), torch.inference_mode():
             vts = self.backend.encode_images(images) if images else []
+            self._check()
             if vts:
                 names = self._filter(names, vts[0])
             elif len(names) > self.config.max_context_concepts:
                 names = names[:self.config.max_context_concepts]
             seq = self._sequence(names, vts, question, video=video)
             prefix = self._prefix(seq, names)
-            ids = self.runner.generate(seq, max_new_tokens or self.config.max_new_tokens, prefix=prefix)
+            ids = self.runner.generate(seq, check_new_tokens(max_new_tokens or self.config.max_new_tokens),
+                                       prefix=prefix)
         text = self.backend.decode(ids).strip()
         return Answer(text=text, concepts=mentioned(text + " " + question, names),
                       seconds=time.perf_counter() - t0)
+
+    # ----- interrupting and deadlines ----------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Cancel every model call running or waiting for the engine now (thread-safe).
+
+        Each raises RequestCancelledError at its next check (before the next forward pass or decode
+        step) and stores nothing; calls started after this one run normally."""
+        with self._epoch_lock:
+            self._epoch += 1
+
+    def _check(self) -> None:
+        """Raise if the current thread's model call was interrupted or passed its deadline."""
+        call: _Call | None = getattr(self._calls, "current", None)
+        if call is None:
+            return
+        if self._epoch != call.epoch:
+            raise RequestCancelledError(f"{call.what} was interrupted; nothing was changed")
+        if call.deadline is not None and time.monotonic() > call.deadline:
+            raise RequestTimeoutError(f"{call.what} took longer than the {self.config.request_timeout_s:g} s "
+                                      "deadline (request_timeout_s) and was abandoned; nothing was changed")
+
+    @contextlib.contextmanager
+    def _model_call(self, what: str, wait: bool = True, busy: str | None = None) -> Iterator[None]:
+        """Run a model call: hold the engine, check the interrupt epoch and the deadline, map OOM.
+
+        The epoch is read before waiting for the engine, so interrupt() also cancels waiting calls. The
+        deadline starts when the call gets the engine: time spent waiting is bounded by the running
+        call's own deadline. A nested call (recognize -> recognize_batch) runs under the outer one."""
+        if getattr(self._calls, "current", None) is not None:
+            yield
+            return
+        epoch = self._epoch
+        with self._acquire(wait, busy or what):
+            timeout = self.config.request_timeout_s
+            self._calls.current = _Call(what, epoch, time.monotonic() + timeout if timeout > 0 else None)
+            try:
+                self._check()
+                with self._device_guard():
+                    yield
+            finally:
+                self._calls.current = None
 
     # ----- internals: locking and device errors ------------------------------------------------------
     @contextlib.contextmanager

@@ -52,3 +52,27 @@ class ModelLoadError(EgoError):
 
 class CalibrationError(EgoError, ValueError):
     """Calibration data is missing or malformed, or a calibration file does not fit the model."""
+
+
+class RequestTooLargeError(EgoError, ValueError):
+    """A request over a size bound: generated tokens, question/notes characters or tokens, image pixels."""
+
+
+class InvalidTextError(EgoError, ValueError):
+    """A question or notes text is not a string or holds NUL or other control characters."""
+
+
+class RequestTimeoutError(EgoError, TimeoutError):
+    """A model call passed its wall-clock deadline and was abandoned cleanly (nothing was changed)."""
+
+
+class RequestCancelledError(EgoError):
+    """A model call was interrupted by `EgoEngine.interrupt()` (nothing was changed)."""
+
+
+class StoreLockedError(EgoError):
+    """Another live process holds the concept store's directory; the message names its pid and host."""
+
+
+class StoreNotWritableError(EgoError):
+    """The concept store's directory cannot be created or written."""

@@ -24,6 +24,7 @@ from PIL import Image
 from .attention import capturing
 from .backends.base import Backend, VisualTokens
 from .compose import view_sequence
+from .limits import check_new_tokens
 from .memory import MemoryView
 from .prompts import parse_area_percent, split_keywords
 from .sequence import PrefixCache, Runner, Sequence
@@ -63,6 +64,10 @@ class IntroduceOptions:
             raise ValueError("max_fraction must lie in (0, 1]")
         if self.min_tokens < 1:
             raise ValueError("min_tokens must be at least 1")
+        check_new_tokens(self.max_new_tokens, "IntroduceOptions.max_new_tokens")
+        check_new_tokens(self.area_max_new_tokens, "IntroduceOptions.area_max_new_tokens")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError("min_new_tokens must lie in 0..max_new_tokens")
         if self.selection == "mask" and not self.masks:
             raise ValueError("selection 'mask' needs one mask per view")
 

@@ -12,6 +12,7 @@ keeps Qwen's `rope_deltas` between calls, and the greedy loop needed here is a f
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -185,15 +186,32 @@ class PrefixCache:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
 
 
+def _cache_keyword(module: torch.nn.Module) -> str:
+    """The name the decoder's forward takes its KV cache by: `cache` since transformers 5.24 (the old
+    `past_key_values` still works there but warns it goes away in 5.40), `past_key_values` before."""
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
 class Runner:
-    """Forward passes of the language model over assembled sequences."""
+    """Forward passes of the language model over assembled sequences.
 
-    def __init__(self, backend: Backend) -> None:
+    `check`, when given, is called before every forward pass (each decode step, each batch): it raises to
+    abandon the call (the engine's deadline and interrupt), so no loop here can run unbounded.
+    """
+
+    def __init__(self, backend: Backend, check: Callable[[], None] | None = None) -> None:
         self.backend = backend
+        self.check = check
+        self._cache_kw = _cache_keyword(backend.language_model)
+
+    def _check(self) -> None:
+        if self.check is not None:
+            self.check()
 
     def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
                  attention_mask: torch.Tensor | None = None,
@@ -210,7 +228,7 @@ class Runner:
                 feats = torch.cat([f for _, f in deepstack], dim=1)
                 extra = {"visual_pos_masks": mask, "deepstack_visual_embeds": list(feats.unbind(0))}
         out = b.language_model(inputs_embeds=embeds, position_ids=positions.to(b.device),
-                               past_key_values=cache, attention_mask=attention_mask, use_cache=True, **extra)
+                               attention_mask=attention_mask, use_cache=True, **{self._cache_kw: cache}, **extra)
         return b.lm_head(out.last_hidden_state[:, -1, :]).float()
 
     @staticmethod
@@ -221,6 +239,7 @@ class Runner:
         """Encode seq[:length] into a reusable prefix cache."""
         cache = DynamicCache()
         if length > 0:
+            self._check()
             pos, _ = sequence_positions(self.backend, seq)
             emb = sequence_embeds(self.backend, seq)[:length]
             deep = sequence_deepstack(self.backend, seq)
@@ -242,6 +261,7 @@ class Runner:
         The cached prefix is forked once; the longest common prefix of the sequences beyond it is run
         once; the remaining tails run as one batch, left-padded between the shared part and the tail.
         """
+        self._check()
         b = self.backend
         cache, p0 = self._start(seqs[0], prefix)
         built = [(sequence_embeds(b, s), sequence_positions(b, s)[0]) for s in seqs]
@@ -289,6 +309,7 @@ class Runner:
                  capture: Capture | None = None, min_new_tokens: int = 0) -> list[int]:
         """Greedy decoding after `seq`. With a capture, each generated token's row is recorded when it is
         fed back (one extra step is taken for the last token when decoding stops at the length limit)."""
+        self._check()
         b = self.backend
         suppressed = torch.tensor(b.suppressed_ids, device=b.device)
         eos = b.eos_ids
@@ -316,6 +337,7 @@ class Runner:
             step_emb = b.embed_ids(torch.tensor([[token]], device=b.device))
             step_pos = torch.full((3, 1, 1) if b.mrope else (1, 1), next_pos, dtype=torch.long)
             next_pos += 1
+            self._check()
             logits = self._forward(step_emb, step_pos, cache)
             if len(out) >= max_new_tokens:
                 break
