@@ -17,6 +17,7 @@ from ego_msgs.action import IntroduceFromCamera
 from ..core.engine import EgoEngine
 from ..core.errors import DuplicateConceptError
 from ..core.introduce import IntroduceOptions
+from ..core.limits import MAX_NOTES_CHARS, check_text
 from ..core.memory import ConceptMemory, MemoryView, validate_name
 from .conversions import (
     concept_description,
@@ -60,6 +61,7 @@ class IntroduceActionMixin:
         try:
             engine = self._require_engine()
             name = validate_name(goal.name)
+            notes = check_text(goal.notes, "notes", MAX_NOTES_CHARS)
             if name in engine.store and not goal.replace:
                 raise DuplicateConceptError(f"concept {name!r} already exists; set replace=true to overwrite it")
             if wanted > MAX_VIEWS:
@@ -105,7 +107,7 @@ class IntroduceActionMixin:
                     self.get_logger().info(f"introduce_from_camera {name!r}: {result.message}")
                     return result
                 memory = ConceptMemory(name=name, views=views, fingerprint=engine.backend.fingerprint(),
-                                       model=engine.backend.name, selection=options.selection, notes=goal.notes,
+                                       model=engine.backend.name, selection=options.selection, notes=notes,
                                        seconds=seconds)
                 await self._on_model_thread(engine.add_memory, memory, goal.replace)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a result

@@ -36,7 +36,8 @@ import gc
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 
 import rclpy
@@ -51,7 +52,7 @@ from rcl_interfaces.msg import (
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.action import ActionServer, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -65,7 +66,7 @@ from ego_msgs.msg import Answer, ConceptList, Recognitions
 from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
 
 from ..core.engine import EgoEngine
-from ..core.errors import EgoError
+from ..core.errors import EgoError, RequestCancelledError
 from ..core.introduce import IntroduceOptions
 from .concepts_file import load_concepts_file
 from .conversions import (
@@ -77,7 +78,7 @@ from .conversions import (
     is_user_error,
     recognitions_msg,
 )
-from .diagnostics import DiagnosticsMixin
+from .diagnostics import DiagnosticsMixin, RateWindow
 from .frames import FrameBuffer, FrameMsg, Stats
 from .image_conversion import ImageConversionError, rgb_to_image_fields
 from .introduce_action import IntroduceActionMixin
@@ -91,7 +92,9 @@ NODE_NAME = "ego_node"
 #: How often diagnostics are published; also the longest a waiting camera introduction goes without
 #: re-checking for cancellation when no frame arrives.
 TICK_S = 1.0
-WORKER_JOIN_S = 60.0
+#: Longest wait for the streaming worker to stop. Stopping interrupts the running model call, which
+#: ends at its next forward pass or decode step, so this is only reached if one step hangs.
+WORKER_JOIN_S = 10.0
 
 
 class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThreadMixin, RequestHelpersMixin,
@@ -100,12 +103,10 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        # A bad start-up value raises here (rclpy's range check, or ParameterValueError): main() reports it
+        # in one line and exits, since read-only parameters cannot be fixed while the node runs.
         self._declare_parameters()
-        try:
-            self._settings = Settings.from_values(self._parameter_values())
-        except ParameterValueError as exc:
-            self.get_logger().error(f"invalid parameter: {exc}; configure will fail until it is fixed")
-            self._settings = Settings()
+        self._settings = Settings.from_values(self._parameter_values())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
@@ -118,7 +119,10 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         self._frames = FrameBuffer(self._settings.frame_history)
         self._stats = Stats()
         self._state = "unconfigured"
-        self._problems: list[str] = []  # store and concepts_file problems found at configure
+        self._problems: list[str] = []  # concepts_file problems found at configure
+        self._configure_error = ""  # why the last configure failed (diagnostics report ERROR while unconfigured)
+        self._rates = RateWindow()
+        self._active_since = time.monotonic()
         self._memory_report: dict[str, float] = {}
         self._introducing: str | None = None
         self._intro_lock = threading.Lock()
@@ -198,6 +202,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         engine.config.threshold = float(s.threshold)
         engine.config.max_context_concepts = int(s.max_context_concepts)
         engine.config.max_new_tokens = int(s.max_new_tokens)
+        engine.config.request_timeout_s = float(s.request_timeout)
         engine.config.introduce = self._introduce_options()
 
     def _introduce_options(self) -> IntroduceOptions:
@@ -206,24 +211,29 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
     # ===== lifecycle ====================================================================================
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         log = self.get_logger()
+        engine = None
         try:
             self._settings = Settings.from_values(self._parameter_values())
             s = self._settings
             device = s.torch_device(torch.cuda.is_available())
             store_dir = s.store_directory()
             log.info(f"loading model {s.model!r} on {device} (dtype {s.dtype}); concept store {store_dir}")
+            # The store is opened as its one writer: another live node or CLI on memory_dir makes this fail
+            # with StoreLockedError (naming the holder), an unwritable memory_dir with StoreNotWritableError.
             engine = EgoEngine.load(s.model, device=device, dtype=s.dtype, store_dir=store_dir,
-                                    calibration=s.calibration_file or None, strict_store=False)
+                                    calibration=s.calibration_file or None, strict_store=False,
+                                    request_timeout_s=float(s.request_timeout))
             self._apply_engine_settings(engine)
-            problems = [f"concept {n!r} could not be loaded from the store: {why}"
-                        for n, why in sorted(engine.store.problems.items())]
-            for p in problems:
-                log.error(p)
-            if s.concepts_file:
-                problems += self._introduce_concepts_file(engine, s.concepts_file)
+            for name, why in sorted(engine.store.unavailable().items()):
+                log.error(f"concept {name!r} is unavailable (kept in the store, not recognised): {why}")
+            problems = self._introduce_concepts_file(engine, s.concepts_file) if s.concepts_file else []
         except Exception as exc:  # noqa: BLE001 - every failure must end the transition with a reason
+            if engine is not None:
+                engine.store.close()  # release the store's lock: a later configure must be able to take it
+            self._configure_error = error_message(exc)
             self._log_failure("configure", exc)
             return TransitionCallbackReturn.FAILURE
+        self._configure_error = ""
         self._problems = problems
         self._frames = FrameBuffer(s.frame_history)
         self._stats = Stats()
@@ -268,6 +278,8 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             msg_type, topic = (CompressedImage, "image/compressed") if self._settings.image_transport == "compressed" \
                 else (Image, "image")
             self._frames.clear()
+            self._active_since = time.monotonic()
+            self._rates.reset()
             self._subscription = self.create_subscription(
                 msg_type, topic, self._on_frame, QoSProfile(**_qos_fields(qos_profile_sensor_data)),
                 callback_group=self._frames_group, qos_overriding_options=QoSOverridingOptions.with_default_policies())
@@ -314,6 +326,12 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         self._stop.set()
         self._frames.wake()
         worker, self._worker = self._worker, None
+        engine = self._engine
+        if worker is not None and engine is not None:
+            # The model call in progress (a frame, or a request the worker's frame waits behind) ends at
+            # its next step with RequestCancelledError instead of running to its end (issue: a 4096-token
+            # generation blocked deactivate for minutes).
+            engine.interrupt()
         if worker is not None and worker is not threading.current_thread():
             worker.join(WORKER_JOIN_S)
             if worker.is_alive():
@@ -328,10 +346,17 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
 
     def _release(self) -> None:
         pool, self._pool = self._pool, None
+        engine = self._engine
         if pool is not None:
-            # Queued requests are answered "node cleaned up"; the step in progress finishes first.
-            pool.shutdown(wait=True, cancel_futures=True)
-        engine, self._engine = self._engine, None
+            # Queued requests are answered "node cleaned up" (cancelled before they start); then the call
+            # in progress is interrupted, and ends at its next forward pass or decode step.
+            pool.shutdown(wait=False, cancel_futures=True)
+            if engine is not None:
+                engine.interrupt()
+            pool.shutdown(wait=True)
+        self._engine = None
+        if engine is not None:
+            engine.store.close()  # releases memory_dir's writer lock for the next configure or process
         for name in ("_recognitions_pub", "_answers_pub", "_debug_pub"):
             pub = getattr(self, name)
             if pub is not None:
@@ -370,8 +395,12 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             next_start = time.monotonic() + 1.0 / max(1e-3, float(self._settings.max_rate))
             try:
                 self._process_frame(msg)
-            except PoolClosedError:
+            except (PoolClosedError, CancelledError):
                 return
+            except RequestCancelledError:
+                if self._stop.is_set():
+                    return  # deactivate or shutdown interrupted this frame: not a failure
+                continue  # interrupted by a cleanup racing with this frame; nothing to report
             except Exception as exc:  # noqa: BLE001 - the worker must survive any single bad frame
                 self._stats.failed += 1
                 self._stats.last_error = error_message(exc)
@@ -396,6 +425,8 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         questions = list(settings.standing_questions)
 
         def job() -> tuple[list, float, list]:
+            if self._stop.is_set():
+                raise PoolClosedError()  # deactivated while this frame waited behind another model call
             names = self._stream_concepts(engine)  # here, so no rename or removal can come in between
             threshold = engine.config.threshold
             recs = engine.recognize(rgb, names)
@@ -446,9 +477,18 @@ def _qos_fields(profile: QoSProfile) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until SIGINT/SIGTERM: `ego_node --ros-args -p model:=toy -p autostart:=true`."""
+    """Run the node until SIGINT/SIGTERM: `ego_node --ros-args -p model:=toy -p autostart:=true`.
+
+    Exit status 0 after a signal, 2 for an invalid start-up parameter (one line on stderr, no traceback).
+    """
     rclpy.init(args=sys.argv if args is None else args)
-    node = EgoNode()
+    try:
+        node = EgoNode()
+    except (ParameterException, ParameterValueError) as exc:
+        print(f"{NODE_NAME}: invalid start-up parameter: {exc}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 2
+    _log_library_warnings_at_debug(node)
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
@@ -464,11 +504,22 @@ def main(args: list[str] | None = None) -> int:
         if rclpy.ok():
             raise
     finally:
-        node.release()
+        node.release()  # interrupts the model call in progress: the process ends within one model step
         executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _log_library_warnings_at_debug(node: EgoNode) -> None:
+    """Send Python warnings (transformers' and torch's FutureWarnings and the like) to the node's log at
+    debug level instead of stderr: they are for developers, not for the robot's operator."""
+    logger = node.get_logger()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' API
+        logger.debug(f"{category.__name__}: {message} ({filename}:{lineno})")
+
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":

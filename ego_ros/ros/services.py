@@ -2,6 +2,8 @@
 
 Each is a coroutine on the requests callback group that awaits the model thread (list_concepts
 never waits); every failure becomes success=false with a message (see request_helpers._fail).
+Request bounds (ego_ros.core.limits: generated tokens, question and notes length) are checked here
+before the request queues for the model thread, so an oversized request is answered at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from std_msgs.msg import Header
 from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
 
 from ..core.errors import DuplicateConceptError, InvalidImageError
+from ..core.limits import MAX_NOTES_CHARS, MAX_QUESTION_CHARS, check_new_tokens, check_text
 from ..core.memory import validate_name
 from .conversions import (
     answer_msg,
@@ -31,13 +34,14 @@ class ServicesMixin:
         try:
             engine = self._require_engine()
             name = validate_name(request.name)
+            notes = check_text(request.notes, "notes", MAX_NOTES_CHARS)
             if name in engine.store and not request.replace:
                 raise DuplicateConceptError(f"concept {name!r} already exists; set replace=true to overwrite it")
             references = self._introduce_references(request)
             with self._introduction(name):
                 memory = await self._on_model_thread(
                     engine.introduce, name, [rgb for rgb, _ in references], options=self._introduce_options(),
-                    notes=request.notes, replace_existing=request.replace)
+                    notes=notes, replace_existing=request.replace)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
             return self._fail(response, exc, "introduce_concept")
         self.get_logger().info(f"introduced {memory.name!r}: {len(memory.views)} view(s), {memory.num_tokens} tokens, "
@@ -106,19 +110,28 @@ class ServicesMixin:
             return self._fail(response, exc, "list_concepts")
         response.concepts = [concept_description(m) for m in sorted(engine.concepts(), key=lambda m: m.name)]
         response.success = True
-        response.message = "; ".join(self._problems)
+        # ConceptDescription has no availability field (ego_msgs is shared and stays as it is): concepts
+        # whose files are missing or damaged are named here, in diagnostics and in the log.
+        unavailable = [f"concept {name!r} is unavailable: {why}"
+                       for name, why in sorted(self._unavailable(engine).items())]
+        response.message = "; ".join(unavailable + self._problems)
         return response
+
+    def _max_new_tokens(self, requested: int) -> int:
+        """The request's token limit (0: the max_new_tokens parameter), refused at once outside 1..4096 so
+        that an absurd request neither queues behind other calls nor blocks the model thread."""
+        return check_new_tokens(requested) if requested else int(self._settings.max_new_tokens)
 
     async def _srv_ask(self, request: Ask.Request, response: Ask.Response) -> Ask.Response:
         try:
             engine = self._require_engine()
-            question = request.question.strip()
+            question = check_text(request.question, "question", MAX_QUESTION_CHARS).strip()
             if not question:
                 raise ValueError("question is empty")
+            max_new_tokens = self._max_new_tokens(request.max_new_tokens)
             names = self._check_concepts(engine, list(request.concepts))
             rgb, header = self._request_image(request.image)
-            answer = await self._on_model_thread(engine.ask, rgb, question, names,
-                                                 request.max_new_tokens or self._settings.max_new_tokens)
+            answer = await self._on_model_thread(engine.ask, rgb, question, names, max_new_tokens)
         except Exception as exc:  # noqa: BLE001
             return self._fail(response, exc, "ask")
         response.success = True
@@ -128,10 +141,10 @@ class ServicesMixin:
     async def _srv_caption(self, request: Caption.Request, response: Caption.Response) -> Caption.Response:
         try:
             engine = self._require_engine()
+            max_new_tokens = self._max_new_tokens(request.max_new_tokens)
             names = self._check_concepts(engine, list(request.concepts))
             rgb, header = self._request_image(request.image)
-            answer = await self._on_model_thread(engine.caption, rgb, names,
-                                                 request.max_new_tokens or self._settings.max_new_tokens)
+            answer = await self._on_model_thread(engine.caption, rgb, names, max_new_tokens)
         except Exception as exc:  # noqa: BLE001
             return self._fail(response, exc, "caption")
         response.success = True
