@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import EgoError
+from .core.limits import MAX_NEW_TOKENS, MAX_QUESTION_CHARS, check_new_tokens, check_text
 
 EXIT_BAD_INPUT = 2
 
@@ -38,7 +39,9 @@ def _model_args(p: argparse.ArgumentParser, store: bool = True) -> None:
         p.add_argument("--store", default=None, help="concept store directory (default: per model under ~/.ego_ros)")
 
 
-def _engine(args: argparse.Namespace, **config: Any):
+def _engine(args: argparse.Namespace, read_only: bool = False, **config: Any):
+    """The engine of a command. Commands that only read the store open it read-only: they take no lock,
+    so they work beside a running node; writing commands are refused while another process holds it."""
     from .core.engine import EgoEngine
 
     store = getattr(args, "store", None)
@@ -47,7 +50,7 @@ def _engine(args: argparse.Namespace, **config: Any):
     if getattr(args, "layers", None):
         config["layers"] = args.layers
     return EgoEngine.load(args.model, device=args.device, dtype=args.dtype, store_dir=store,
-                          calibration=args.calibration, **config)
+                          calibration=args.calibration, read_only_store=read_only, strict_store=False, **config)
 
 
 def _print(obj: Any) -> None:
@@ -60,9 +63,9 @@ def cmd_introduce(args: argparse.Namespace) -> int:
 
     opts = IntroduceOptions(selection=args.selection, dynamic_k=not args.fixed_k, max_tokens=args.max_tokens,
                             max_fraction=args.max_fraction, keep_reference=args.keep_reference)
-    engine = _engine(args)
-    mem = engine.introduce(args.name, list(args.images), options=opts, notes=args.notes,
-                           replace_existing=args.replace)
+    with _engine(args) as engine:
+        mem = engine.introduce(args.name, list(args.images), options=opts, notes=args.notes,
+                               replace_existing=args.replace)
     _print({"name": mem.name, "keywords": mem.unique_keywords(), "keywords_per_view": mem.keywords,
             "alpha": mem.alpha, "k_c": mem.k_c, "num_tokens": mem.num_tokens, "seconds": round(mem.seconds, 4),
             "store": str(engine.store.directory)})
@@ -70,7 +73,7 @@ def cmd_introduce(args: argparse.Namespace) -> int:
 
 
 def cmd_recognize(args: argparse.Namespace) -> int:
-    engine = _engine(args, threshold=args.threshold, context=args.context)
+    engine = _engine(args, read_only=True, threshold=args.threshold, context=args.context)
     results = []
     for img in args.images:
         recs = engine.recognize(img, args.concepts)
@@ -82,7 +85,10 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    engine = _engine(args, context=args.context)
+    # The engine checks these too; checking here refuses an absurd request before loading a model.
+    check_new_tokens(args.max_new_tokens)
+    check_text(args.question, "question", MAX_QUESTION_CHARS)
+    engine = _engine(args, read_only=True, context=args.context)
     if len(args.images) > 1:
         ans = engine.ask_video(args.images, args.question, args.concepts, args.max_new_tokens)
     else:
@@ -93,7 +99,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    engine = _engine(args, context=args.context)
+    check_new_tokens(args.max_new_tokens)
+    engine = _engine(args, read_only=True, context=args.context)
     out = []
     for img in args.images:
         ans = engine.caption(img, args.concepts, args.max_new_tokens)
@@ -104,19 +111,19 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 
 def cmd_concepts(args: argparse.Namespace) -> int:
-    engine = _engine(args)
-    if args.action == "list":
-        _print({"store": str(engine.store.directory), "concepts": [m.summary() for m in engine.concepts()],
-                "problems": engine.store.problems})
-    elif args.action == "remove":
-        for name in args.names:
-            engine.remove(name)
-        _print({"removed": args.names})
-    elif args.action == "rename":
-        if len(args.names) != 2:
-            raise EgoError("rename takes OLD NEW")
-        engine.rename(args.names[0], args.names[1])
-        _print({"renamed": {args.names[0]: args.names[1]}})
+    if args.action == "rename" and len(args.names) != 2:
+        raise EgoError("rename takes OLD NEW")
+    with _engine(args, read_only=args.action == "list") as engine:
+        if args.action == "list":
+            _print({"store": str(engine.store.directory), "concepts": [m.summary() for m in engine.concepts()],
+                    "unavailable": engine.store.unavailable()})
+        elif args.action == "remove":
+            for name in args.names:
+                engine.remove(name)
+            _print({"removed": args.names})
+        elif args.action == "rename":
+            engine.rename(args.names[0], args.names[1])
+            _print({"renamed": {args.names[0]: args.names[1]}})
     return 0
 
 
@@ -191,13 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer_args(p)
     p.add_argument("images", nargs="+")
     p.add_argument("--question", "-q", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64, help=f"1..{MAX_NEW_TOKENS} (default: 64)")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("caption", help="a caption naming the stored concepts seen")
     infer_args(p)
     p.add_argument("images", nargs="+")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64, help=f"1..{MAX_NEW_TOKENS} (default: 64)")
     p.set_defaults(func=cmd_caption)
 
     p = sub.add_parser("concepts", help="list, remove or rename stored concepts")

@@ -170,6 +170,7 @@ def test_out_of_device_memory_becomes_a_clear_error_and_changes_nothing(engine):
 def test_engine_loads_a_persistent_store_of_its_model(tmp_path, llava):
     store = ConceptStore.open(tmp_path, llava.fingerprint(), device=llava.device)
     EgoEngine(llava, store, EngineConfig(introduce=FAST)).introduce("kona", [random_image(1)])
+    store.close()
     again = EgoEngine(llava, ConceptStore.open(tmp_path, llava.fingerprint()))
     assert again.store.names() == ["kona"]
 

@@ -222,3 +222,25 @@ def test_runner_stops_when_check_raises(llava):
     with pytest.raises(RequestCancelledError):
         Runner(llava, check=check).generate(seq, 100, min_new_tokens=100)
     assert len(steps) == 4
+
+
+# ----- quiet start ---------------------------------------------------------------------------------------
+QUIET_START = """
+import numpy as np
+from PIL import Image
+from ego_ros.core.engine import EgoEngine
+engine = EgoEngine.load("toy")
+engine.ask(Image.fromarray(np.zeros((64, 64, 3), np.uint8)), "what is it?", max_new_tokens=2)
+print("done")
+"""
+
+
+@pytest.mark.slow
+def test_loading_and_first_inference_print_no_progress_bar_or_library_warning():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", QUIET_START], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert "Loading weights" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr

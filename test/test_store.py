@@ -46,7 +46,7 @@ def test_store_persists_concepts_across_reopen(tmp_path):
     s = ConceptStore.open(tmp_path, FP)
     s.add(memory("kona"))
     s.add(memory("Anna's mug", seed=1))
-    reopened = ConceptStore.open(tmp_path, FP)
+    reopened = ConceptStore.open(tmp_path, FP, read_only=True)
     assert reopened.names() == ["kona", "Anna's mug"]
     assert torch.equal(reopened.get("kona").views[0].embeds, s.get("kona").views[0].embeds)
 
@@ -57,7 +57,7 @@ def test_remove_and_rename_persist(tmp_path):
     s.add(memory("milo", seed=2))
     s.remove("milo")
     s.rename("kona", "Kona the dog")
-    reopened = ConceptStore.open(tmp_path, FP)
+    reopened = ConceptStore.open(tmp_path, FP, read_only=True)
     assert reopened.names() == ["Kona the dog"]
     assert reopened.get("Kona the dog").name == "Kona the dog"
     assert len(list((tmp_path / "concepts").iterdir())) == 1  # old files are gone
@@ -69,7 +69,8 @@ def test_duplicate_name_is_refused_unless_replacing(tmp_path):
     with pytest.raises(DuplicateConceptError, match="already exists"):
         s.add(memory("kona", seed=3))
     s.add(memory("kona", seed=3), replace=True)
-    assert torch.equal(ConceptStore.open(tmp_path, FP).get("kona").views[0].embeds, memory(seed=3).views[0].embeds)
+    reopened = ConceptStore.open(tmp_path, FP, read_only=True)
+    assert torch.equal(reopened.get("kona").views[0].embeds, memory(seed=3).views[0].embeds)
 
 
 def test_unknown_concept_error_names_the_known_ones(tmp_path):
@@ -120,7 +121,7 @@ def test_crash_while_writing_the_index_leaves_the_previous_store_loadable(tmp_pa
     with pytest.raises(OSError, match="simulated"):
         s.remove("kona")
     monkeypatch.undo()
-    reopened = ConceptStore.open(tmp_path, FP)
+    reopened = ConceptStore.open(tmp_path, FP, read_only=True)
     assert reopened.names() == ["kona"]
     assert not [p for p in tmp_path.rglob("*.tmp")], "temporary files are cleaned up"
     assert len(list((tmp_path / "concepts").iterdir())) == 1, "the half-added concept's file is removed"
@@ -139,14 +140,14 @@ def test_crash_while_writing_a_concept_file_changes_nothing(tmp_path, monkeypatc
         s.add(memory("milo"))
     monkeypatch.undo()
     assert (tmp_path / store_mod.INDEX_FILE).read_bytes() == before
-    assert ConceptStore.open(tmp_path, FP).names() == ["kona"]
+    assert ConceptStore.open(tmp_path, FP, read_only=True).names() == ["kona"]
     assert s.names() == ["kona"]
 
 
 def test_corrupt_index_is_a_clear_error(tmp_path):
     (tmp_path / store_mod.INDEX_FILE).write_text("{not json")
     with pytest.raises(StoreCorruptError, match="unreadable concept store index"):
-        ConceptStore.open(tmp_path, FP)
+        ConceptStore.open(tmp_path, FP, read_only=True)
 
 
 def test_corrupt_concept_file_is_reported_and_kept(tmp_path):
@@ -157,8 +158,8 @@ def test_corrupt_concept_file_is_reported_and_kept(tmp_path):
     damaged = tmp_path / "concepts" / index["concepts"]["milo"]["file"]
     damaged.write_bytes(damaged.read_bytes()[:50])
     with pytest.raises(StoreCorruptError, match="checksum mismatch"):
-        ConceptStore.open(tmp_path, FP)
-    lenient = ConceptStore.open(tmp_path, FP, strict=False)
+        ConceptStore.open(tmp_path, FP, read_only=True)
+    lenient = ConceptStore.open(tmp_path, FP, strict=False, read_only=True)
     assert lenient.names() == ["kona"]
     assert "milo" in lenient.problems and "checksum" in lenient.problems["milo"]
     assert damaged.exists(), "a damaged file is never deleted"
@@ -191,4 +192,4 @@ def test_rename_keeps_the_concept_order(tmp_path):
         s.add(memory(n))
     s.rename("a", "z")
     assert s.names() == ["z", "b", "c"]
-    assert ConceptStore.open(tmp_path, FP).names() == ["z", "b", "c"]
+    assert ConceptStore.open(tmp_path, FP, read_only=True).names() == ["z", "b", "c"]

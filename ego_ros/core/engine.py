@@ -12,6 +12,7 @@ import contextlib
 import re
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from .loading import load_backend, model_directory
 from .memory import ConceptMemory, MemoryView, validate_name
 from .sequence import PrefixCache, Runner, Sequence
 from .store import ConceptStore
+from .store_lock import DirectoryLock
 
 
 @dataclass
@@ -122,7 +124,9 @@ class EgoEngine:
             raise ModelMismatchError(f"the concept store belongs to another model (fingerprint "
                                      f"{self.store.fingerprint}, loaded model {backend.fingerprint()})")
         self.calibration = calibration
-        self.runner = Runner(backend, check=self._check)
+        # The runner holds the check weakly: no engine <-> runner cycle, so an engine dropped without
+        # close() is freed (and its store's directory lock released) at once, not at the next GC.
+        self.runner = Runner(backend, check=_weak_check(self))
         self._lock = threading.RLock()
         #: interrupt() increments it; a call that entered at an older epoch is cancelled at its next check
         self._epoch = 0
@@ -135,8 +139,28 @@ class EgoEngine:
     # ----- construction --------------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str, device: str = "cpu", dtype: str = "auto", store_dir: str | Path | None = None,
-             calibration: str | Path | None = None, strict_store: bool = True, **config: Any) -> EgoEngine:
-        """Load a model and (optionally) a persistent concept store. Extra keywords set EngineConfig fields."""
+             calibration: str | Path | None = None, strict_store: bool = True, read_only_store: bool = False,
+             **config: Any) -> EgoEngine:
+        """Load a model and (optionally) a persistent concept store. Extra keywords set EngineConfig fields.
+
+        The store is opened (locked, proven writable) before the model is loaded, so a store held by
+        another process or an unwritable directory fails at once rather than after the load; with
+        read_only_store it takes no lock and refuses changes (for inference beside a running writer)."""
+        cfg = EngineConfig(**config)
+        cfg.validate()
+        claim = ConceptStore.claim(store_dir) if store_dir is not None and not read_only_store else None
+        try:
+            return cls._load(model, device, dtype, store_dir, calibration, strict_store, read_only_store, cfg,
+                             claim)
+        except BaseException:
+            if claim is not None:
+                claim.release()
+            raise
+
+    @classmethod
+    def _load(cls, model: str, device: str, dtype: str, store_dir: str | Path | None,
+              calibration: str | Path | None, strict_store: bool, read_only_store: bool, cfg: EngineConfig,
+              claim: DirectoryLock | None) -> EgoEngine:
         backend = load_backend(model, device=device, dtype=dtype)
         cal = None
         cal_path = Path(calibration) if calibration else None
@@ -149,8 +173,14 @@ class EgoEngine:
         store = None
         if store_dir is not None:
             store = ConceptStore.open(store_dir, backend.fingerprint(), backend.name, device=backend.device,
-                                      dtype=backend.dtype, strict=strict_store)
-        return cls(backend, store, EngineConfig(**config), calibration=cal)
+                                      dtype=backend.dtype, strict=strict_store, read_only=read_only_store,
+                                      lock=claim)
+        try:
+            return cls(backend, store, cfg, calibration=cal)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
 
     @property
     def layers(self) -> list[int] | None:
@@ -187,8 +217,12 @@ class EgoEngine:
         if not images:
             raise InvalidImageError("introduce needs at least one reference image")
         rgb = [to_rgb(im, what=f"reference image {i}") for i, im in enumerate(images)]
-        if name in self.store and not replace_existing:
-            raise DuplicateConceptError(f"concept {name!r} already exists (remove it, rename it or ask to replace)")
+        if not replace_existing:
+            if name in self.store:
+                raise DuplicateConceptError(f"concept {name!r} already exists (remove it, rename it or ask to replace)")
+            if name in self.store.unavailable():
+                raise DuplicateConceptError(f"concept {name!r} exists but is unavailable "
+                                            f"({self.store.unavailable()[name]}); remove it or ask to replace")
         with self._model_call(f"introducing {name!r}", wait=wait, busy=f"introducing {self._introducing!r}"):
             self._introducing = name
             try:
@@ -221,7 +255,8 @@ class EgoEngine:
             self.store.add(memory, replace=replace_existing)
             self._prefixes.clear()
 
-    def remove(self, name: str) -> ConceptMemory:
+    def remove(self, name: str) -> ConceptMemory | None:
+        """Remove a concept (an unavailable one too: None is returned for it)."""
         with self._lock:
             self._prefixes.clear()
             return self.store.remove(name)
@@ -238,6 +273,18 @@ class EgoEngine:
 
     def concepts(self) -> list[ConceptMemory]:
         return [self.store.get(n) for n in self.store.names()]
+
+    def close(self) -> None:
+        """Cancel running calls and release the concept store (its directory lock). Idempotent."""
+        self.interrupt()
+        with self._lock:
+            self.store.close()
+
+    def __enter__(self) -> EgoEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ----- inference -----------------------------------------------------------------------------------
     def recognize(self, image: ImageInput, concepts: list[str] | None = None) -> list[Recognition]:
@@ -318,7 +365,7 @@ class EgoEngine:
             return self.store.names()
         names = []
         for c in concepts:
-            self.store.get(c)  # raises UnknownConceptError with the known names
+            c = self.store.get(c).name  # NFC, validated; UnknownConceptError names the known ones
             if c not in names:
                 names.append(c)
         return names
@@ -502,6 +549,17 @@ class EgoEngine:
                        reserved_mib=torch.cuda.memory_reserved(dev) / 2**20,
                        peak_mib=torch.cuda.max_memory_allocated(dev) / 2**20)
         return rep
+
+
+def _weak_check(engine: EgoEngine) -> Callable[[], None]:
+    ref = weakref.ref(engine)
+
+    def check() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._check()
+
+    return check
 
 
 def mentioned(text: str, names: list[str]) -> list[str]:

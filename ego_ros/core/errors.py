@@ -76,3 +76,7 @@ class StoreLockedError(EgoError):
 
 class StoreNotWritableError(EgoError):
     """The concept store's directory cannot be created or written."""
+
+
+class ImageTooLargeError(RequestTooLargeError, InvalidImageError):
+    """An image (decoded, or as its file header declares) has more pixels than the limit."""

@@ -1,13 +1,19 @@
-"""Validation and conversion of input images into RGB PIL images, with clear errors."""
+"""Validation and conversion of input images into RGB PIL images, with clear errors.
+
+Image files and encoded bytes are checked against the pixel limit from their header, before they are
+decoded: a 1 MB PNG can declare 20000x20000 pixels and would cost gigabytes to decode.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InvalidImageError
+from .errors import ImageTooLargeError, InvalidImageError
 
 ImageInput = Image.Image | np.ndarray | str | Path
 
@@ -17,31 +23,66 @@ MAX_PIXELS = 40_000_000
 MIN_SIDE = 4
 
 
-def to_rgb(image: ImageInput, *, what: str = "image") -> Image.Image:
+def declared_size(source: bytes | BinaryIO | Path, *, what: str = "image",
+                  max_pixels: int | None = None) -> tuple[int, int] | None:
+    """(width, height) an encoded image (PNG, JPEG, ...) declares in its header, read without decoding
+    the pixels (PIL's open is lazy); None when PIL does not recognise the format.
+
+    Raises ImageTooLargeError when the declared size exceeds `max_pixels` (None: MAX_PIXELS), or when
+    it is so large that PIL itself refuses it as a decompression bomb."""
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    src = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        with Image.open(src) as im:
+            size = im.size
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{what}: the file declares more pixels than the limit of {limit} ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    _check_pixels(size, what, limit, declared=True)
+    return size
+
+
+def _check_pixels(size: tuple[int, int], what: str, limit: int, declared: bool = False) -> None:
+    w, h = size
+    if w * h > limit:
+        verb = "declares" if declared else "is"
+        raise ImageTooLargeError(f"{what}: image {verb} {w}x{h} = {w * h} pixels, more than the limit of {limit}")
+
+
+def to_rgb(image: ImageInput, *, what: str = "image", max_pixels: int | None = None) -> Image.Image:
     """Return `image` as an RGB PIL image or raise InvalidImageError saying what is wrong.
 
     Accepts PIL images (any mode convertible to RGB), uint8 numpy arrays HxW, HxWx1, HxWx3 (RGB) or HxWx4
-    (RGBA), float arrays in [0, 1], and paths to image files.
+    (RGBA), float arrays in [0, 1], and paths to image files. Images over `max_pixels` (None: MAX_PIXELS)
+    raise ImageTooLargeError (an InvalidImageError and a RequestTooLargeError); a file is refused from
+    its header, before it is decoded.
     """
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise InvalidImageError(f"{what}: file not found: {path}")
         try:
             with Image.open(path) as im:
+                _check_pixels(im.size, what, limit, declared=True)
                 im.load()
                 image = im.copy()
-        except (UnidentifiedImageError, OSError) as exc:
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"{what}: {path} declares more pixels than the limit of {limit} "
+                                     f"({exc})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise InvalidImageError(f"{what}: cannot decode {path}: {exc}") from exc
     if isinstance(image, np.ndarray):
+        if image.ndim >= 2:
+            _check_pixels((image.shape[1], image.shape[0]), what, limit)
         image = _array_to_pil(image, what)
     if not isinstance(image, Image.Image):
         raise InvalidImageError(f"{what}: expected a PIL image, numpy array or path, got {type(image).__name__}")
     w, h = image.size
     if w < MIN_SIDE or h < MIN_SIDE:
         raise InvalidImageError(f"{what}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
-    if w * h > MAX_PIXELS:
-        raise InvalidImageError(f"{what}: image is {w}x{h} pixels, more than the limit of {MAX_PIXELS}")
+    _check_pixels((w, h), what, limit)
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA", "P", "PA"):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,8 @@ from .backends.base import Backend
 from .backends.families import BACKENDS
 from .errors import ModelLoadError
 from .prompts import load_prompts
+
+_log = logging.getLogger(__name__)
 
 #: Where the embedded toy model's weights live inside the package.
 TOY_MODEL_DIR = Path(__file__).resolve().parent.parent / "toy" / "model"
@@ -75,6 +80,23 @@ def _image_processor(source: str, trust_remote_code: bool, local_files_only: boo
         raise
 
 
+@contextlib.contextmanager
+def quiet_loading(what: str) -> Iterator[None]:
+    """No "Loading weights" progress bar from transformers while loading (a node's log gets one line per
+    configure otherwise), unless this module logs at debug level; the previous setting is restored."""
+    from transformers.utils import logging as hf_logging
+
+    _log.debug("loading weights of %s", what)
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled and not _log.isEnabledFor(logging.DEBUG):
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False,
                  local_files_only: bool = False) -> Backend:
     """Load `model` into its backend: a directory, a Hub id, "toy" (the embedded model), or
@@ -110,8 +132,9 @@ def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_rem
         raise ModelLoadError(f"model {model!r} is a {family!r} model; supported families: {sorted(BACKENDS)}")
     cls = getattr(transformers, _MODEL_CLASSES[family])
     try:
-        net = cls.from_pretrained(source, dtype=dt, trust_remote_code=trust_remote_code,
-                                  local_files_only=local_files_only).to(dev)
+        with quiet_loading(model):
+            net = cls.from_pretrained(source, dtype=dt, trust_remote_code=trust_remote_code,
+                                      local_files_only=local_files_only).to(dev)
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                                local_files_only=local_files_only)
         image_processor = _image_processor(source, trust_remote_code, local_files_only)

@@ -3,11 +3,19 @@
 Layout of a store directory:
     store.json                index: format, model fingerprint, and per concept its file and checksum
     concepts/<uuid>.safetensors   one file per concept: tensors + JSON metadata (safetensors header)
+    .lock                     the single writer's lock (see store_lock.py): "pid host" of the holder
+    orphans/                  concept files of writes whose index never landed, moved aside at open
 
 Every write goes to a temporary file that is fsync'ed and then renamed over the target, and the
 directory is fsync'ed, so a crash at any moment leaves either the old or the new store, never a mix:
 a new concept file is written first and the index that refers to it second; a removed concept leaves
-the index first and its file after. Files the index does not name (left by a crash) are ignored.
+the index first and its file after. What a crash leaves behind (temporary files, concept files the
+index does not name) is cleaned by the next writer at open (`_clean`).
+
+One process writes a store at a time (an exclusive lock on the directory); readers (read_only) take no
+lock and see a consistent index, since every change replaces it atomically. An index entry whose file
+is missing or damaged is never dropped: it stays listed as unavailable until it is removed or its file
+comes back.
 """
 
 from __future__ import annotations
@@ -29,12 +37,21 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .errors import DuplicateConceptError, ModelMismatchError, StoreCorruptError, UnknownConceptError
+from .errors import (
+    DuplicateConceptError,
+    InvalidConceptNameError,
+    ModelMismatchError,
+    StoreCorruptError,
+    StoreNotWritableError,
+    UnknownConceptError,
+)
 from .memory import ConceptMemory, MemoryView, validate_name
+from .store_lock import DirectoryLock
 
 FORMAT_VERSION = 1
 INDEX_FILE = "store.json"
 CONCEPTS_DIR = "concepts"
+ORPHANS_DIR = "orphans"
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -134,81 +151,148 @@ class ConceptStore:
 
     Thread-safe: every public method holds the store's lock. `revision(name)` changes whenever a
     concept's memory changes, so caches built from memories can tell they are stale.
+
+    Names are NFC-normalised and validated at every entry point (`get`, `remove`, `rename`, `in`), so a
+    lookup spelt with decomposed accents finds what was stored. Index entries whose files are missing or
+    damaged stay in the index as *unavailable* (see `unavailable()`): they are not served, they can be
+    removed, every write keeps them, and a later open recovers them once the file is back.
     """
 
     def __init__(self, fingerprint: str, model: str = "", directory: str | Path | None = None,
-                 device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> None:
+                 device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+                 read_only: bool = False) -> None:
         self.fingerprint = fingerprint
         self.model = model
         self.directory = Path(directory) if directory is not None else None
         self.device = torch.device(device)
         self.dtype = dtype
+        self.read_only = read_only
         self._memories: dict[str, ConceptMemory] = {}
+        #: every index entry, available or not, in index order (what the next index write keeps)
         self._files: dict[str, dict[str, Any]] = {}
+        self._unavailable: dict[str, str] = {}
         self._revisions: dict[str, int] = {}
         self._counter = 0
         self._lock = threading.RLock()
-        #: concepts the index names whose files could not be loaded (skipped, files left untouched)
-        self.problems: dict[str, str] = {}
+        self._dir_lock: DirectoryLock | None = None
+        self._closed = False
+        #: files moved aside or deleted by the cleanup at open (paths, for the log)
+        self.cleaned: list[str] = []
 
     # ----- opening -------------------------------------------------------------------------------------
+    @staticmethod
+    def claim(directory: str | Path) -> DirectoryLock:
+        """Create `directory`, prove it writable and take its writer lock, for `open(..., lock=)`.
+
+        Lets a caller fail at once on a store that another process holds or that cannot be written,
+        before spending minutes loading a model (EgoEngine.load does)."""
+        directory = Path(directory)
+        _prove_writable(directory)
+        return DirectoryLock.acquire(directory)
+
     @classmethod
     def open(cls, directory: str | Path, fingerprint: str, model: str = "", device: torch.device | str = "cpu",
-             dtype: torch.dtype | None = None, strict: bool = True) -> ConceptStore:
+             dtype: torch.dtype | None = None, strict: bool = True, read_only: bool = False,
+             lock: DirectoryLock | None = None) -> ConceptStore:
         """Open (or create) the store in `directory` for the model with `fingerprint`.
 
-        Raises ModelMismatchError if the store was made by another model, StoreCorruptError if the index
-        is unreadable, or (strict) if any concept file is missing or corrupt. Non-strict opening skips bad
-        concept files, records why in `problems` and never deletes them.
+        A writer (read_only False) creates the directory, proves it writable (StoreNotWritableError),
+        takes the directory's exclusive lock (StoreLockedError naming the holder), then cleans what
+        interrupted writes left (see `_clean`). read_only takes no lock, changes nothing on disk and
+        refuses writes. `lock` is the directory's lock already taken with `claim` (the store then owns
+        it). Raises ModelMismatchError if the store was made by another model,
+        StoreCorruptError if the index is unreadable, or (strict) if any concept file is missing or
+        damaged; otherwise such concepts are kept as unavailable, with the reason, and never deleted.
         """
-        store = cls(fingerprint, model, directory, device, dtype)
-        index_path = store.directory / INDEX_FILE
+        store = cls(fingerprint, model, directory, device, dtype, read_only=read_only)
+        assert store.directory is not None
+        if not read_only:
+            if lock is None:
+                lock = cls.claim(store.directory)
+            elif not lock.held or lock.path.parent != store.directory:
+                raise ValueError(f"the lock given is not a held lock of {store.directory}")
+            store._dir_lock = lock
+        try:
+            store._load(strict)
+            if not read_only:
+                store.cleaned = _clean(store.directory, {e["file"] for e in store._files.values()})
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _load(self, strict: bool) -> None:
+        assert self.directory is not None
+        index_path = self.directory / INDEX_FILE
         if not index_path.exists():
-            return store
+            return
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
             concepts = index["concepts"]
             stored_fp = index["fingerprint"]
             if index.get("format") != FORMAT_VERSION or not isinstance(concepts, dict):
                 raise ValueError("unsupported index format")
+            if not all(isinstance(e, dict) and isinstance(e.get("file"), str) for e in concepts.values()):
+                raise ValueError("an index entry lacks its file name")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise StoreCorruptError(f"{index_path}: unreadable concept store index ({exc})") from exc
-        if stored_fp != fingerprint:
+        if stored_fp != self.fingerprint:
             raise ModelMismatchError(
-                f"concept store {store.directory} was made with model {index.get('model', '?')!r} "
-                f"(fingerprint {stored_fp}); the loaded model {model!r} has fingerprint {fingerprint}. "
+                f"concept store {self.directory} was made with model {index.get('model', '?')!r} "
+                f"(fingerprint {stored_fp}); the loaded model {self.model!r} has fingerprint {self.fingerprint}. "
                 "Memories are projector outputs of one model and cannot be used with another: use a "
                 "separate store directory per model.")
         for name, entry in concepts.items():
-            path = store.directory / CONCEPTS_DIR / entry["file"]
+            self._files[name] = dict(entry)
             try:
-                data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                    raise StoreCorruptError(f"{path}: checksum mismatch (file damaged or changed)")
-                memory = memory_from_bytes(data, str(path))
-                if memory.name != name:
-                    raise StoreCorruptError(f"{path}: holds concept {memory.name!r}, index says {name!r}")
-                if memory.fingerprint != fingerprint:
-                    raise ModelMismatchError(f"{path}: memory made by another model ({memory.fingerprint})")
-            except FileNotFoundError as exc:
-                problem = StoreCorruptError(f"{path}: concept file of {name!r} is missing")
-                if strict:
-                    raise problem from exc
-                store.problems[name] = str(problem)
-                continue
-            except (StoreCorruptError, ModelMismatchError, OSError) as exc:
+                memory = self._read_entry(name, entry)
+            except (StoreCorruptError, ModelMismatchError) as exc:
                 if strict:
                     raise
-                store.problems[name] = str(exc)
+                self._unavailable[name] = str(exc)
                 continue
-            store._memories[name] = memory.to(store.device, store.dtype)
-            store._files[name] = dict(entry)
-            store._bump(name)
-        return store
+            self._memories[name] = memory.to(self.device, self.dtype)
+            self._bump(name)
+
+    def _read_entry(self, name: str, entry: dict[str, Any]) -> ConceptMemory:
+        assert self.directory is not None
+        path = self.directory / CONCEPTS_DIR / entry["file"]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreCorruptError(f"{path}: concept file of {name!r} is missing") from None
+        except OSError as exc:
+            raise StoreCorruptError(f"{path}: concept file of {name!r} cannot be read ({exc})") from exc
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise StoreCorruptError(f"{path}: checksum mismatch (file damaged or changed)")
+        memory = memory_from_bytes(data, str(path))
+        if memory.name != name:
+            raise StoreCorruptError(f"{path}: holds concept {memory.name!r}, index says {name!r}")
+        if memory.fingerprint != self.fingerprint:
+            raise ModelMismatchError(f"{path}: memory made by another model ({memory.fingerprint})")
+        return memory
+
+    def close(self) -> None:
+        """Release the directory lock; later writes are refused. Idempotent."""
+        with self._lock:
+            self._closed = True
+            if self._dir_lock is not None:
+                self._dir_lock.release()
+                self._dir_lock = None
+
+    def __enter__(self) -> ConceptStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ----- queries -------------------------------------------------------------------------------------
-    def __contains__(self, name: str) -> bool:
-        return name in self._memories
+    def __contains__(self, name: object) -> bool:
+        """Whether an available concept has this name (any spelling of it; False for invalid names)."""
+        try:
+            return validate_name(name) in self._memories
+        except InvalidConceptNameError:
+            return False
 
     def __len__(self) -> int:
         return len(self._memories)
@@ -217,10 +301,22 @@ class ConceptStore:
         return iter(self.names())
 
     def names(self) -> list[str]:
+        """Names of the available concepts (the ones inference may use), in index order."""
         with self._lock:
             return list(self._memories)
 
+    def unavailable(self) -> dict[str, str]:
+        """Name -> reason for index entries whose files are missing or damaged."""
+        with self._lock:
+            return dict(self._unavailable)
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """The former name of `unavailable()` (kept for callers that read it as an attribute)."""
+        return self.unavailable()
+
     def get(self, name: str) -> ConceptMemory:
+        name = validate_name(name)
         with self._lock:
             try:
                 return self._memories[name]
@@ -228,9 +324,12 @@ class ConceptStore:
                 raise UnknownConceptError(self._unknown(name)) from None
 
     def revision(self, name: str) -> int:
-        return self._revisions[name]
+        return self._revisions[validate_name(name)]
 
     def _unknown(self, name: str) -> str:
+        if name in self._unavailable:
+            return (f"concept {name!r} is unavailable: {self._unavailable[name]} (put the file back and "
+                    "reopen the store, or remove the concept)")
         known = ", ".join(sorted(self._memories)) or "none"
         return f"unknown concept {name!r} (known: {known})"
 
@@ -241,38 +340,52 @@ class ConceptStore:
 
     # ----- changes -------------------------------------------------------------------------------------
     def add(self, memory: ConceptMemory, replace: bool = False) -> None:
-        """Add (or, with replace, overwrite) a concept; persisted before it becomes visible."""
+        """Add (or, with replace, overwrite) a concept; persisted before it becomes visible.
+
+        An unavailable concept of the same name counts as existing: only replace overwrites it."""
         name = validate_name(memory.name)
+        if name != memory.name:
+            memory = ConceptMemory(**{**memory.__dict__, "name": name})
         self.check_memory(memory)
         with self._lock:
+            self._check_writable()
+            if name in self._unavailable and not replace:
+                raise DuplicateConceptError(f"concept {name!r} exists but is unavailable "
+                                            f"({self._unavailable[name]}); remove it or ask to replace")
             if name in self._memories and not replace:
                 raise DuplicateConceptError(f"concept {name!r} already exists (remove it, rename it or ask to replace)")
             if self.directory is not None:
                 self._commit_file(memory, drop=name)
             self._memories[name] = memory.to(self.device, self.dtype)
+            self._unavailable.pop(name, None)
             self._bump(name)
 
-    def remove(self, name: str) -> ConceptMemory:
+    def remove(self, name: str) -> ConceptMemory | None:
+        """Remove a concept and its file; returns its memory (None for an unavailable concept)."""
+        name = validate_name(name)
         with self._lock:
-            memory = self.get(name)
+            if name not in self._memories and name not in self._unavailable:
+                raise UnknownConceptError(self._unknown(name))
+            self._check_writable()
             if self.directory is not None:
                 files = dict(self._files)
                 entry = files.pop(name)
                 self._write_index(files)
                 self._files = files
                 self._unlink(entry["file"])
-            del self._memories[name]
+            self._unavailable.pop(name, None)
             self._revisions.pop(name, None)
-            return memory
+            return self._memories.pop(name, None)
 
     def rename(self, old: str, new: str) -> None:
-        new = validate_name(new)
+        old, new = validate_name(old), validate_name(new)
         with self._lock:
             memory = self.get(old)
             if new == old:
                 return
-            if new in self._memories:
+            if new in self._memories or new in self._unavailable:
                 raise DuplicateConceptError(f"cannot rename {old!r} to {new!r}: that name exists")
+            self._check_writable()
             if self.directory is not None:
                 # The memory file stores its name too: write a renamed copy, then the index.
                 self._commit_file(ConceptMemory(**{**memory.__dict__, "name": new}), drop=old)
@@ -282,10 +395,18 @@ class ConceptStore:
             self._bump(new)
 
     def clear(self) -> None:
-        for name in self.names():
-            self.remove(name)
+        """Remove every concept, unavailable ones included."""
+        with self._lock:
+            for name in [*self._memories, *self._unavailable]:
+                self.remove(name)
 
     # ----- internals -----------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreNotWritableError(f"concept store {self.directory} was opened read-only")
+        if self._closed:
+            raise StoreNotWritableError(f"concept store {self.directory} is closed")
+
     def _bump(self, name: str) -> None:
         self._counter += 1
         self._revisions[name] = self._counter
@@ -323,3 +444,68 @@ class ConceptStore:
             (self.directory / CONCEPTS_DIR / fname).unlink()
         except FileNotFoundError:
             pass
+
+
+def _prove_writable(directory: Path) -> None:
+    """Create `directory` and write, fsync and remove a probe file in it, or raise StoreNotWritableError."""
+    probe = directory / f".probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONCEPTS_DIR).mkdir(exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"probe")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StoreNotWritableError(f"concept store directory {directory} cannot be created or written: "
+                                    f"{reason} ({exc.filename or directory})") from exc
+
+
+def _clean(directory: Path, referenced: set[str]) -> list[str]:
+    """Clean what interrupted writes left; run by the lock holder at open. Returns what it touched.
+
+    - Temporary files of atomic writes (`.<name>.<random>.tmp`) are deleted: an unfinished write.
+    - Probe files of a writer that died between creating and removing one are deleted.
+    - A concept file the index does not name is either superseded or never committed. One older than
+      the index was written before the last committed index, which left it out on purpose (a removed
+      concept, or the old file of a rename or replace whose unlink was interrupted): it is deleted. One
+      as new as the index or newer belongs to a write whose index never landed (an introduction that
+      was never acknowledged): it is moved to `<dir>/orphans/` rather than deleted, so no memory that
+      might be wanted is destroyed by a heuristic.
+    """
+    touched: list[str] = []
+    index_path = directory / INDEX_FILE
+    index_mtime = index_path.stat().st_mtime_ns if index_path.exists() else None
+    for folder in (directory, directory / CONCEPTS_DIR):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if not path.is_file():
+                continue
+            name = path.name
+            if (name.startswith(".") and name.endswith(".tmp")) or name.startswith(".probe-"):
+                _remove_quietly(path, touched)
+            elif folder.name == CONCEPTS_DIR and name.endswith(".safetensors") and name not in referenced:
+                if index_mtime is not None and path.stat().st_mtime_ns < index_mtime:
+                    _remove_quietly(path, touched)
+                else:
+                    orphans = directory / ORPHANS_DIR
+                    orphans.mkdir(exist_ok=True)
+                    target = orphans / name
+                    os.replace(path, target)
+                    touched.append(str(target))
+    if touched:
+        _fsync_dir(directory / CONCEPTS_DIR)
+    return touched
+
+
+def _remove_quietly(path: Path, touched: list[str]) -> None:
+    try:
+        path.unlink()
+        touched.append(str(path))
+    except FileNotFoundError:
+        pass

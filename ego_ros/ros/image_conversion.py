@@ -13,11 +13,15 @@ the message layout (encoding, step, endianness) and validates it.
 from __future__ import annotations
 
 import array
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+
+from ..core.errors import ImageTooLargeError
+from ..core.images import declared_size
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -281,7 +285,18 @@ def compressed_to_rgb(format: str, data: Any, *, max_pixels: int = DEFAULT_MAX_P
     buffer = _as_uint8_buffer(data)
     if buffer.size == 0:
         raise ImageConversionError("compressed image has no data")
-    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    # Refuse from the header before decoding: a small file can declare gigapixels.
+    try:
+        size = declared_size(buffer.tobytes(), what="compressed image", max_pixels=sys.maxsize)
+    except ImageTooLargeError as exc:  # so large that PIL refuses to even describe it
+        raise ImageConversionError(str(exc)) from None
+    if size is not None:
+        _check_size(size[1], size[0], max_pixels)
+    try:
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. OpenCV's own CV_IO_MAX_IMAGE_PIXELS for a format PIL does not read
+        raise ImageConversionError(f"could not decode {buffer.size} bytes of compressed image data: "
+                                   f"{str(exc).strip().splitlines()[-1]}") from None
     if decoded is None:
         raise ImageConversionError(f"could not decode {buffer.size} bytes of compressed image data")
     _check_size(decoded.shape[0], decoded.shape[1], max_pixels)
