@@ -101,7 +101,7 @@ def test_caption_with_max_new_tokens_100000_is_refused_at_once(node):
     node.assert_recognises("anchor")
 
 
-def test_ask_with_a_100_kB_question_is_refused_at_once(node):
+def test_ask_with_a_100_kb_question_is_refused_at_once(node):
     request = Ask.Request(question="why " * 25_000, image=raw_image(2), max_new_tokens=8)
     response = node.call(Ask, node.srv("ask"), request, timeout=ANSWER_BOUND_S)
     assert not response.success
@@ -109,7 +109,7 @@ def test_ask_with_a_100_kB_question_is_refused_at_once(node):
     node.assert_recognises("anchor")
 
 
-def test_introduce_with_100_kB_notes_is_refused_and_stores_nothing(node):
+def test_introduce_with_100_kb_notes_is_refused_and_stores_nothing(node):
     request = IntroduceConcept.Request(name="wordy", images=[raw_image(4)], notes="n" * 100_000)
     response = node.call(IntroduceConcept, node.srv("introduce_concept"), request, timeout=ANSWER_BOUND_S)
     assert not response.success

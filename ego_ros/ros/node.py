@@ -229,7 +229,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             problems = self._introduce_concepts_file(engine, s.concepts_file) if s.concepts_file else []
         except Exception as exc:  # noqa: BLE001 - every failure must end the transition with a reason
             if engine is not None:
-                engine.store.close()  # release the store's lock: a later configure must be able to take it
+                engine.close()  # releases the store's lock: a later configure must be able to take it
             self._configure_error = error_message(exc)
             self._log_failure("configure", exc)
             return TransitionCallbackReturn.FAILURE
@@ -356,7 +356,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             pool.shutdown(wait=True)
         self._engine = None
         if engine is not None:
-            engine.store.close()  # releases memory_dir's writer lock for the next configure or process
+            engine.close()  # releases memory_dir's writer lock for the next configure or process
         for name in ("_recognitions_pub", "_answers_pub", "_debug_pub"):
             pub = getattr(self, name)
             if pub is not None:
