@@ -148,12 +148,15 @@ class EgoEngine:
         read_only_store it takes no lock and refuses changes (for inference beside a running writer)."""
         cfg = EngineConfig(**config)
         cfg.validate()
+        created = store_dir is not None and not Path(store_dir).exists()
         claim = ConceptStore.claim(store_dir) if store_dir is not None and not read_only_store else None
         try:
             return cls._load(model, device, dtype, store_dir, calibration, strict_store, read_only_store, cfg,
                              claim)
         except BaseException:
             if claim is not None:
+                if created:  # a failed load leaves no trace: remove the empty store the claim made
+                    ConceptStore.remove_empty(store_dir)  # while still locked: no opener can slip in
                 claim.release()
             raise
 
@@ -297,8 +300,8 @@ class EgoEngine:
 
         With one concept, the frames run as one batch; with several, each frame's questions do.
         """
-        names = self._names(concepts)
         rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
+        names = self._names(concepts)
         if not names:
             return [[] for _ in rgb]
         with self._model_call("recognition"), torch.inference_mode():
@@ -314,9 +317,9 @@ class EgoEngine:
 
     def recognize_frames(self, images: list[ImageInput], name: str) -> list[Recognition]:
         """One concept over a batch of frames in a single batched forward over the shared prefix."""
-        names = self._names([name])
-        name = names[0]
         rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
+        names = self._names([name])
+        name = names[0]  # the stored (NFC) spelling
         with self._model_call("recognition"), torch.inference_mode():
             vts = self.backend.encode_images(rgb)
             self._check()
@@ -502,7 +505,8 @@ class EgoEngine:
 
         The epoch is read before waiting for the engine, so interrupt() also cancels waiting calls. The
         deadline starts when the call gets the engine: time spent waiting is bounded by the running
-        call's own deadline. A nested call (recognize -> recognize_batch) runs under the outer one."""
+        call's own deadline. A model call made inside another on the same thread (from an on_view
+        callback, say) runs under the outer call's epoch and deadline."""
         if getattr(self._calls, "current", None) is not None:
             yield
             return

@@ -46,7 +46,7 @@ from .errors import (
     UnknownConceptError,
 )
 from .memory import ConceptMemory, MemoryView, validate_name
-from .store_lock import DirectoryLock
+from .store_lock import LOCK_FILE, DirectoryLock
 
 FORMAT_VERSION = 1
 INDEX_FILE = "store.json"
@@ -176,6 +176,8 @@ class ConceptStore:
         self._lock = threading.RLock()
         self._dir_lock: DirectoryLock | None = None
         self._closed = False
+        #: files the last committed index dropped (see _write_index), read at open for the cleanup
+        self._superseded: set[str] = set()
         #: files moved aside or deleted by the cleanup at open (paths, for the log)
         self.cleaned: list[str] = []
 
@@ -189,6 +191,17 @@ class ConceptStore:
         directory = Path(directory)
         _prove_writable(directory)
         return DirectoryLock.acquire(directory)
+
+    @staticmethod
+    def remove_empty(directory: str | Path) -> None:
+        """Remove a store directory that holds nothing but what `claim` made (best effort)."""
+        directory = Path(directory)
+        try:
+            (directory / LOCK_FILE).unlink(missing_ok=True)
+            (directory / CONCEPTS_DIR).rmdir()
+            directory.rmdir()
+        except OSError:  # not empty (or already gone): leave it
+            pass
 
     @classmethod
     def open(cls, directory: str | Path, fingerprint: str, model: str = "", device: torch.device | str = "cpu",
@@ -215,7 +228,8 @@ class ConceptStore:
         try:
             store._load(strict)
             if not read_only:
-                store.cleaned = _clean(store.directory, {e["file"] for e in store._files.values()})
+                store.cleaned = _clean(store.directory, {e["file"] for e in store._files.values()},
+                                       store._superseded)
         except BaseException:
             store.close()
             raise
@@ -242,6 +256,9 @@ class ConceptStore:
                 f"(fingerprint {stored_fp}); the loaded model {self.model!r} has fingerprint {self.fingerprint}. "
                 "Memories are projector outputs of one model and cannot be used with another: use a "
                 "separate store directory per model.")
+        superseded = index.get("superseded", [])
+        if isinstance(superseded, list):
+            self._superseded = {f for f in superseded if isinstance(f, str)}
         for name, entry in concepts.items():
             self._files[name] = dict(entry)
             try:
@@ -293,6 +310,12 @@ class ConceptStore:
             return validate_name(name) in self._memories
         except InvalidConceptNameError:
             return False
+
+    def has_entry(self, name: str) -> bool:
+        """Whether the index holds this name, available or not (what `remove` accepts); validates it."""
+        name = validate_name(name)
+        with self._lock:
+            return name in self._memories or name in self._unavailable
 
     def __len__(self) -> int:
         return len(self._memories)
@@ -370,7 +393,7 @@ class ConceptStore:
             if self.directory is not None:
                 files = dict(self._files)
                 entry = files.pop(name)
-                self._write_index(files)
+                self._write_index(files, superseded=[entry["file"]])
                 self._files = files
                 self._unlink(entry["file"])
             self._unavailable.pop(name, None)
@@ -423,7 +446,7 @@ class ConceptStore:
         files[memory.name] = {"file": fname, "sha256": hashlib.sha256(data).hexdigest(),
                               "created": memory.created}
         try:
-            self._write_index(files)
+            self._write_index(files, superseded=[old_entry["file"]] if old_entry is not None else [])
         except BaseException:
             self._unlink(fname)
             raise
@@ -431,10 +454,12 @@ class ConceptStore:
         if old_entry is not None:
             self._unlink(old_entry["file"])
 
-    def _write_index(self, files: dict[str, dict[str, Any]]) -> None:
+    def _write_index(self, files: dict[str, dict[str, Any]], superseded: list[str]) -> None:
+        """Commit the index. `superseded` names the files this commit drops and that are unlinked right
+        after it: a crash in between leaves them, and the next open knows they are safe to delete."""
         assert self.directory is not None
         index = {"format": FORMAT_VERSION, "fingerprint": self.fingerprint, "model": self.model,
-                 "updated": time.time(), "concepts": files}
+                 "updated": time.time(), "concepts": files, "superseded": superseded}
         atomic_write_bytes(self.directory / INDEX_FILE,
                            json.dumps(index, ensure_ascii=False, indent=1).encode("utf-8"))
 
@@ -465,21 +490,19 @@ def _prove_writable(directory: Path) -> None:
                                     f"{reason} ({exc.filename or directory})") from exc
 
 
-def _clean(directory: Path, referenced: set[str]) -> list[str]:
+def _clean(directory: Path, referenced: set[str], superseded: set[str]) -> list[str]:
     """Clean what interrupted writes left; run by the lock holder at open. Returns what it touched.
 
     - Temporary files of atomic writes (`.<name>.<random>.tmp`) are deleted: an unfinished write.
     - Probe files of a writer that died between creating and removing one are deleted.
-    - A concept file the index does not name is either superseded or never committed. One older than
-      the index was written before the last committed index, which left it out on purpose (a removed
-      concept, or the old file of a rename or replace whose unlink was interrupted): it is deleted. One
-      as new as the index or newer belongs to a write whose index never landed (an introduction that
-      was never acknowledged): it is moved to `<dir>/orphans/` rather than deleted, so no memory that
-      might be wanted is destroyed by a heuristic.
+    - A concept file the index does not name but lists as superseded was dropped by the last commit
+      (a removed concept, or the old file of a rename or replace killed before its unlink): deleted.
+    - Any other concept file the index does not name belongs to a write whose index never landed (an
+      introduction that was never acknowledged) or to a store written by an older version: it is moved
+      to `<dir>/orphans/`, never deleted, so no memory that might be wanted is destroyed on a guess.
+      The decision uses no file times, so a robot's clock jumping at boot cannot mislead it.
     """
     touched: list[str] = []
-    index_path = directory / INDEX_FILE
-    index_mtime = index_path.stat().st_mtime_ns if index_path.exists() else None
     for folder in (directory, directory / CONCEPTS_DIR):
         if not folder.is_dir():
             continue
@@ -490,7 +513,7 @@ def _clean(directory: Path, referenced: set[str]) -> list[str]:
             if (name.startswith(".") and name.endswith(".tmp")) or name.startswith(".probe-"):
                 _remove_quietly(path, touched)
             elif folder.name == CONCEPTS_DIR and name.endswith(".safetensors") and name not in referenced:
-                if index_mtime is not None and path.stat().st_mtime_ns < index_mtime:
+                if name in superseded:
                     _remove_quietly(path, touched)
                 else:
                     orphans = directory / ORPHANS_DIR
