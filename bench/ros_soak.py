@@ -54,9 +54,9 @@ def rss_mb(pid: int) -> float | None:
 
 def percentiles_ms(values: list[float]) -> dict[str, float]:
     if not values:
-        return {"n": 0}
+        return {}
     arr = np.asarray(values) * 1000.0
-    return {"n": len(values), "p50": round(float(np.percentile(arr, 50)), 1),
+    return {"p50": round(float(np.percentile(arr, 50)), 1),
             "p95": round(float(np.percentile(arr, 95)), 1), "p99": round(float(np.percentile(arr, 99)), 1),
             "max": round(float(arr.max()), 1)}
 

@@ -90,6 +90,7 @@ def test_ask_with_max_new_tokens_4294967295_is_refused_at_once(node):
     assert not response.success
     assert "max_new_tokens" in response.message and "1..4096" in response.message
     assert "internal error" not in response.message
+    print(f"max_new_tokens 4294967295 refused after {seconds * 1e3:.0f} ms (round trip)")
     node.assert_recognises("anchor")
 
 
@@ -144,6 +145,7 @@ def test_generation_past_request_timeout_is_abandoned_with_a_clear_error(long_no
     assert not response.success
     assert "deadline" in response.message and "internal error" not in response.message
     assert seconds < ANSWER_BOUND_S
+    print(f"a 4096-token generation under request_timeout 1 s was answered after {seconds:.2f} s")
     node.assert_recognises("anchor")
 
 
@@ -156,6 +158,7 @@ def test_signal_during_a_4096_token_generation_stops_the_node_promptly(tmp_path,
         assert not future.done(), "the generation ended before the signal; it cannot test stopping"
         seconds = node.signal_and_wait(sig)
         log = node.log_text()
+    print(f"{sig.name} during a 4096-token generation: the node exited after {seconds:.2f} s")
     assert seconds < EXIT_BOUND_S, f"{sig.name} took {seconds:.1f} s; log:\n{log[-3000:]}"
     assert node.proc.returncode == 0
     assert "Traceback" not in log
@@ -174,6 +177,7 @@ def test_deactivate_during_a_long_generation_is_prompt_and_logs_no_traceback(lon
         log = node.log_text()
     finally:
         assert node.transition("activate")
+    print(f"deactivate during a 4096-token generation took {seconds:.2f} s")
     assert seconds < EXIT_BOUND_S
     assert not response.success and "interrupted" in response.message
     assert "Traceback" not in log and "did not stop" not in log

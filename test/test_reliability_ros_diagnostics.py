@@ -44,3 +44,20 @@ def test_silent_camera_is_warned_about_and_frames_clear_the_warning(tmp_path):
             camera.close()
     assert warned.level == DiagnosticStatus.WARN
     assert "frame_timeout 1 s" in warned.message and f"{node.ns}/image" in warned.message
+
+
+def test_processing_far_below_max_rate_is_warned_about(tmp_path):
+    # Every frame also answers a standing question of 4096 new tokens on random:llava (no end token):
+    # seconds per frame against max_rate 5 Hz and a 20 Hz camera.
+    params = {"model": "random:llava", "standing_questions": ["Describe it."], "max_new_tokens": 4096}
+    with running_node(tmp_path, "slow", params) as node:
+        statuses = node.diagnostics()
+        camera = FakeCamera(node.node, f"{node.ns}/image")
+        try:
+            node.wait(lambda: last_status(statuses, lambda s: "processing" in s.message) is not None,
+                      "a warning about the processing rate")
+        finally:
+            camera.close()
+        warned = last_status(statuses, lambda s: "processing" in s.message)
+    assert warned.level == DiagnosticStatus.WARN
+    assert "below 50% of min(max_rate 5 Hz" in warned.message

@@ -23,6 +23,12 @@ executor thread is never blocked by the model. Consequences, by design:
     at once with "busy" (nothing is queued, nothing changes).
   * The store is only changed by complete operations (the engine writes it atomically), so no call
     order can corrupt it; a cancelled or failed camera introduction stores nothing.
+  * Requests over the engine's bounds (ego_ros.core.limits) are refused before they queue.
+  * Stopping never waits for a model call to finish: deactivate, cleanup, shutdown, SIGINT and SIGTERM
+    interrupt the call in progress (EgoEngine.interrupt), which ends at its next forward pass or decode
+    step and is answered "interrupted"; every call also has a deadline (request_timeout).
+  * The node is the concept store's one writer (a lock on memory_dir): a second node or CLI writer on
+    the same directory fails to configure, naming the holder.
 
 Code layout: this module holds the lifecycle, the parameters and the streaming worker; the services
 are in services.py, the camera introduction action in introduce_action.py, the model thread in

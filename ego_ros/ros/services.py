@@ -79,8 +79,8 @@ class ServicesMixin:
                           response: RemoveConcept.Response) -> RemoveConcept.Response:
         try:
             engine = self._require_engine()
-            if request.name not in engine.store.unavailable():  # an unavailable concept can be removed
-                engine.store.get(request.name)  # fail at once for an unknown name, without queueing
+            if not engine.store.has_entry(request.name):  # an unavailable concept can be removed too
+                engine.store.get(request.name)  # UnknownConceptError at once, without queueing
             await self._on_model_thread(engine.remove, request.name)
         except Exception as exc:  # noqa: BLE001
             return self._fail(response, exc, "remove_concept")
