@@ -138,7 +138,7 @@ def test_corrupt_concept_file_is_reported_and_the_others_load(story):
     concepts = _concepts(story["c"])
     assert set(concepts) == {"mug", "kona"}
     message = story["c"]["list"].message
-    assert "'via_service' could not be loaded" in message and "checksum" in message
+    assert "'via_service' is unavailable" in message and "checksum" in message
     assert "via_service" in story["c"]["log"]
 
 

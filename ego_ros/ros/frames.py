@@ -30,6 +30,8 @@ class FrameBuffer:
         self._taken = 0
         self.received = 0
         self.dropped = 0
+        #: time.monotonic() of the last frame put (None before the first): diagnostics tell camera silence
+        self.last_put_time: float | None = None
 
     def put(self, msg: FrameMsg) -> None:
         with self._cond:
@@ -37,6 +39,7 @@ class FrameBuffer:
                 self.dropped += 1
             self._seq += 1
             self.received += 1
+            self.last_put_time = time.monotonic()
             self._frames.append((self._seq, msg))
             self._cond.notify_all()
 

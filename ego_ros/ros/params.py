@@ -76,6 +76,11 @@ SPECS: tuple[ParamSpec, ...] = (
               int_range=(1, 4096)),
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest accepted input image in pixels (width * height); "
               "larger images are refused before they are decoded.", int_range=(16, DEFAULT_MAX_PIXELS)),
+    ParamSpec("request_timeout", 120.0, "Deadline in seconds of one model call (introduce, recognise, ask, caption); "
+              "a call past it is abandoned and answered with an error. 0 disables the deadline.",
+              float_range=(0.0, 3600.0)),
+    ParamSpec("frame_timeout", 5.0, "Seconds without a camera frame while active after which diagnostics report "
+              "WARN. 0 disables the check.", float_range=(0.0, 3600.0)),
 )
 
 SPEC_BY_NAME = {s.name: s for s in SPECS}
@@ -150,6 +155,8 @@ class Settings:
     threshold: float = 0.5
     max_new_tokens: int = 64
     max_image_pixels: int = DEFAULT_MAX_PIXELS
+    request_timeout: float = 120.0
+    frame_timeout: float = 5.0
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Settings:
