@@ -234,3 +234,13 @@ def test_engine_and_ros_options_do_not_mix():
     assert main(["mcp", "--model", "toy", "--node", "/robot/ego_node"]) == 2
     assert main(["mcp", "--store", "/tmp/x"]) == 2
     assert main(["mcp", "--model", "toy", "--token-file", "/tmp/token"]) == 2
+
+
+@pytest.mark.slow
+def test_read_only_server_runs_beside_a_writer_on_the_same_store(tmp_path):
+    own = tmp_path / "store"
+    with mcp_client(["--model", "toy", "--store", str(own)], server_env(), tmp_path / "writer.log"):
+        with mcp_client(["--model", "toy", "--store", str(own), "--read-only"], server_env(),
+                        tmp_path / "reader.log") as reader:
+            assert "introduce_concept" not in reader.tools()
+            assert "list_concepts" in reader.tools()

@@ -103,8 +103,11 @@ def _backend(args: argparse.Namespace, allow_paths: bool):
         from .engine_backend import EngineBackend
 
         store = args.store if args.store is not None else default_store(args.model)
+        # A read-only server takes no writer lock, so it runs beside a node or another server on the store;
+        # the engine's own deadline matches the tool timeout, so a timed-out call stops its model work.
         engine = EgoEngine.load(args.model, device=args.device, dtype=args.dtype, store_dir=store,
-                                calibration=args.calibration)
+                                calibration=args.calibration, strict_store=False, read_only_store=args.read_only,
+                                request_timeout_s=args.timeout)
         return EngineBackend(engine, timeout_s=args.timeout, allow_paths=allow_paths)
     if args.store is not None or args.calibration is not None:
         raise ValueError("--store and --calibration are for engine mode (--model); in ROS mode the node owns them")

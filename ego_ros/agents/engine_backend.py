@@ -59,9 +59,11 @@ class EngineBackend(Backend):
         try:
             return await asyncio.wait_for(asyncio.wrap_future(job), self.timeout_s)
         except asyncio.TimeoutError:
-            # A queued job is cancelled by wait_for; a running one cannot be interrupted and finishes.
-            raise AgentError(f"{what} timed out after {self.timeout_s:g} s: the model is busy (a call that had "
-                             "already started finishes in the background)") from None
+            # wait_for cancels a job still queued; one already running is interrupted at its next model step
+            # (jobs queued behind it have not entered the engine yet, so the interrupt spares them).
+            self.engine.interrupt()
+            raise AgentError(f"{what} timed out after {self.timeout_s:g} s and was interrupted; "
+                             "nothing was changed") from None
         except (EgoError, ValueError, KeyError) as exc:
             raise AgentError(str(exc)) from None
 
