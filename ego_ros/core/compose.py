@@ -7,11 +7,13 @@ engine itself put the very same tokens in the very same places.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .backends.base import Backend, VisualTokens
-from .prompts import Part, Slot, fill
-from .sequence import Sequence, VisualBlock, build_sequence
+from .prompts import Part, Slot, fill, merge_text
+from .sequence import Sequence, VisualBlock, build_sequence, common_prefix_length
+from .tails import SharedQueries
 
 CONTEXT_MODES = ("memory", "keywords", "memory+keywords", "reference_images", "none")
 
@@ -64,11 +66,15 @@ def query_sequence(backend: Backend, entries: list[ContextEntry], images: list[V
     context prefix ends (the first query image), which is what the engine caches.
     """
     p = backend.prompts
-    by_name = {e.name: e for e in entries}
     image_parts: list[Part] = [p.video_frames_header] if video else []
     image_parts += [Slot("image", "", i) for i in range(len(images))]
     parts = backend.chat(fill(p.query, context=context_parts(backend, entries, mode), images=image_parts,
                               question=question))
+    return build_sequence(backend, parts, _resolver(entries, images))
+
+
+def _resolver(entries: list[ContextEntry], images: list[VisualTokens]) -> Callable[[Slot], VisualBlock]:
+    by_name = {e.name: e for e in entries}
 
     def resolve(slot: Slot) -> VisualBlock:
         if slot.kind == "image":
@@ -78,7 +84,88 @@ def query_sequence(backend: Backend, entries: list[ContextEntry], images: list[V
             return entry.memory[slot.index]
         return VisualBlock.full(entry.references[slot.index])
 
-    return build_sequence(backend, parts, resolve)
+    return resolve
+
+
+#: Stands for the question while a query's chat template is rendered once for many questions.
+QUESTION = Slot("question")
+
+
+def query_template(backend: Backend, entries: list[ContextEntry], n_images: int, mode: str = "memory",
+                   video: bool = False) -> list[Part]:
+    """The chat-formatted parts of a query with the question left as the `QUESTION` slot.
+
+    Rendering the template once and substituting each question gives the parts `query_sequence` builds
+    (the chat template must keep content verbatim, which `Backend.chat` already requires)."""
+    p = backend.prompts
+    image_parts: list[Part] = [p.video_frames_header] if video else []
+    image_parts += [Slot("image", "", i) for i in range(n_images)]
+    return backend.chat(fill(p.query, context=context_parts(backend, entries, mode), images=image_parts,
+                             question=QUESTION))
+
+
+def with_question(template: list[Part], question: str) -> list[Part]:
+    return merge_text([question if part == QUESTION else part for part in template])
+
+
+def recognition_queries(backend: Backend, entries: list[ContextEntry], images: list[VisualTokens],
+                        questions: list[str], mode: str = "memory") -> SharedQueries:
+    """Several questions about the same image(s) with the same context, composed once.
+
+    The shared part is everything up to the first token where the questions' sequences differ; each tail
+    holds only a question's own tokens. Token for token, shared part + tail equals the `query_sequence`
+    of that question."""
+    template = query_template(backend, entries, len(images), mode)
+    resolve = _resolver(entries, images)
+    return _split(backend, [with_question(template, q) for q in questions], [resolve] * len(questions),
+                  varying_images=False)
+
+
+def frame_queries(backend: Backend, entries: list[ContextEntry], frames: list[VisualTokens], question: str,
+                  mode: str = "memory") -> SharedQueries:
+    """The same question about each of several frames (one image each): the context is shared, each tail
+    holds a frame and the question."""
+    parts = with_question(query_template(backend, entries, 1, mode), question)
+    return _split(backend, [parts] * len(frames), [_resolver(entries, [f]) for f in frames], varying_images=True)
+
+
+def _split(backend: Backend, queries: list[list[Part]], resolvers: list[Callable[[Slot], VisualBlock]],
+           varying_images: bool) -> SharedQueries:
+    """Build the parts all queries share once, then each query's own remainder as its tail."""
+
+    def same(a: Part, b: Part) -> bool:
+        if isinstance(a, Slot):
+            return a == b and not (varying_images and a.kind == "image")
+        return a == b
+
+    first = queries[0]
+    limit = min(len(q) for q in queries)
+    k = 0
+    while k < limit and all(same(first[k], q[k]) for q in queries[1:]):
+        k += 1
+    shared = build_sequence(backend, first[:k], resolvers[0])
+    context_end = shared.image_start
+    if context_end is None and k < limit and isinstance(first[k], Slot) and first[k].kind == "image":
+        context_end = len(shared)
+    own: list[list[int]] = [[] for _ in queries]
+    rest = k
+    if k < limit and all(isinstance(q[k], str) for q in queries):
+        # The queries differ inside one text part: share its common leading tokens too.
+        toks = [backend.tokenize(q[k]) for q in queries]
+        common = common_prefix_length(toks)
+        shared.ids.extend(toks[0][:common])
+        own = [t[common:] for t in toks]
+        rest = k + 1
+    if any(not o and rest >= len(q) for o, q in zip(own, queries)):
+        # A query with no token of its own (it equals the shared part): every query takes the shared part's
+        # last token back, so that each tail ends on the token whose logits it needs.
+        last = len(shared.ids) - 1
+        if last < (context_end or 0) or any(s <= last < s + blk.embeds.shape[0] for s, blk in shared.blocks):
+            raise ValueError("queries must end with a text token")
+        token = shared.ids.pop()
+        own = [[token, *o] for o in own]
+    tails = [build_sequence(backend, q[rest:], r, ids=o) for q, r, o in zip(queries, resolvers, own)]
+    return SharedQueries(shared=shared, tails=tails, context_end=context_end)
 
 
 def view_sequence(backend: Backend, image: VisualTokens, question: str) -> Sequence:

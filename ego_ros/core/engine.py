@@ -23,14 +23,16 @@ from PIL import Image
 
 from .backends.base import PREPROCESS_METHODS, Backend, VisualTokens
 from .calibration import CALIBRATION_FILE, Calibration, default_layers
-from .compose import CONTEXT_MODES, ContextEntry, query_sequence
+from .compose import CONTEXT_MODES, ContextEntry, frame_queries, query_sequence, recognition_queries
 from .errors import BusyError, DeviceOutOfMemoryError, DuplicateConceptError, InvalidImageError, ModelMismatchError
 from .images import ImageInput, to_rgb
 from .introduce import IntroduceOptions, timed_introduce
 from .loading import load_backend, model_directory
 from .memory import ConceptMemory, MemoryView, validate_name
+from .profile import stage
 from .sequence import PrefixCache, Runner, Sequence
 from .store import ConceptStore
+from .tails import shared_last_logits
 
 
 @dataclass
@@ -240,10 +242,10 @@ class EgoEngine:
         with self._lock, self._device_guard(), torch.inference_mode():
             vts = self.backend.encode_images(rgb)
             question = self.backend.prompts.recognition.format(name=name)
-            entries = self._entries(names)
-            seqs = [query_sequence(self.backend, entries, [vt], question, self.config.context) for vt in vts]
-            prefix = self._prefix(seqs[0], names)
-            logits = self.runner.last_logits(seqs, prefix)
+            with stage("compose"):
+                queries = frame_queries(self.backend, self._entries(names), vts, question, self.config.context)
+            prefix = self._prefix(queries.shared, names, queries.context_end)
+            logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
             probs = self._probabilities(logits)
         return [Recognition(name, p, p >= self.config.threshold) for p in probs]
 
@@ -317,16 +319,19 @@ class EgoEngine:
     def _sequence(self, names: list[str], vts: list[VisualTokens], question: str, video: bool = False) -> Sequence:
         return query_sequence(self.backend, self._entries(names), vts, question, self.config.context, video=video)
 
-    def _prefix(self, seq: Sequence, names: list[str]) -> PrefixCache | None:
-        if not self.config.prefix_cache or seq.image_start is None or seq.image_start == 0:
+    def _prefix(self, seq: Sequence, names: list[str], end: int | None = None) -> PrefixCache | None:
+        """The cached KV of seq[:end] (default: up to the first query image), encoding it on first use."""
+        end = seq.image_start if end is None else end
+        if not self.config.prefix_cache or end is None or end == 0:
             return None
         key = (self.config.context, tuple(names), tuple(self.store.revision(n) for n in names),
-               tuple(seq.ids[:seq.image_start]))
+               tuple(seq.ids[:end]))
         cached = self._prefixes.get(key)
         if cached is not None:
             self._prefixes.move_to_end(key)
             return cached
-        prefix = self.runner.encode_prefix(seq, seq.image_start, key)
+        with stage("prefix"):
+            prefix = self.runner.encode_prefix(seq, end, key)
         self._prefixes[key] = prefix
         while len(self._prefixes) > self.config.prefix_cache_entries:
             self._prefixes.popitem(last=False)
@@ -354,17 +359,14 @@ class EgoEngine:
         return torch.sigmoid(yes - no).tolist()
 
     def _yes_probabilities(self, vt: VisualTokens, names: list[str]) -> dict[str, float]:
-        entries = self._entries(names)
+        """P(yes) per concept: context and image encoded once, the questions as packed tails over them."""
         q_template = self.backend.prompts.recognition
-        seqs = [query_sequence(self.backend, entries, [vt], q_template.format(name=n), self.config.context)
-                for n in names]
-        prefix = self._prefix(seqs[0], names)
-        probs: dict[str, float] = {}
-        step = self.config.question_batch
-        for i in range(0, len(seqs), step):
-            logits = self.runner.last_logits(seqs[i:i + step], prefix)
-            probs.update(zip(names[i:i + step], self._probabilities(logits)))
-        return probs
+        with stage("compose"):
+            queries = recognition_queries(self.backend, self._entries(names), [vt],
+                                          [q_template.format(name=n) for n in names], self.config.context)
+        prefix = self._prefix(queries.shared, names, queries.context_end)
+        logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
+        return dict(zip(names, self._probabilities(logits)))
 
     def _answer(self, images: list[Image.Image], question: str, concepts: list[str] | None,
                 max_new_tokens: int | None, video: bool = False) -> Answer:

@@ -60,9 +60,12 @@ class Sequence:
         return len(self.ids)
 
 
-def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock]) -> Sequence:
-    """Tokenise text parts and place the visual block of every slot, framed the family's way."""
-    seq = Sequence()
+def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock],
+                   ids: list[int] | None = None) -> Sequence:
+    """Tokenise text parts and place the visual block of every slot, framed the family's way.
+
+    `ids` are token ids already tokenised that the sequence starts with (a question tail's own tokens)."""
+    seq = Sequence(ids=list(ids or []))
     before, after = backend.visual_frame()
     counts: dict[str, int] = {}
     for part in parts:
@@ -87,32 +90,43 @@ def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot]
     return seq
 
 
-def sequence_positions(backend: Backend, seq: Sequence) -> tuple[torch.Tensor, int]:
-    """Position ids (L,) or, for M-RoPE, (3, L); and the position of the next token.
+def sequence_positions(backend: Backend, seq: Sequence, begin: int = 0, start: int | None = None
+                       ) -> tuple[torch.Tensor, int]:
+    """Position ids (L,) or, for M-RoPE, (3, L) of seq[begin:]; and the position of the next token.
 
     M-RoPE (as in Qwen's get_rope_index): a text token at running index p gets (p, p, p); a visual token
     on grid row r, column c gets (s, s + r, s + c) with s the running index at the block, and the running
     index then advances by max(grid rows, grid cols). Stored subsets keep their original (r, c), which
     reproduces the positions the full image would have had.
+
+    `start` is the running index at `begin` (default: `begin`, right for 1-D positions and for a
+    sequence with no visual block before `begin`): a cached prefix or a shared part supplies its own
+    next position so that the rows after it are placed without walking it again.
     """
     n = len(seq.ids)
+    cur = begin if start is None else start
     if not backend.mrope:
-        return torch.arange(n), n
-    pos = torch.empty(3, n, dtype=torch.long)
-    cur = 0
-    i = 0
-    for start, block in sorted(seq.blocks, key=lambda b: b[0]):
-        if start > i:
-            pos[:, i:start] = torch.arange(cur, cur + start - i)
-            cur += start - i
+        return torch.arange(cur, cur + n - begin), cur + n - begin
+    pos = torch.empty(3, n - begin, dtype=torch.long)
+    i = begin
+    for bstart, block in sorted(seq.blocks, key=lambda b: b[0]):
         k = block.embeds.shape[0]
-        pos[0, start:start + k] = cur
-        pos[1, start:start + k] = cur + block.rows
-        pos[2, start:start + k] = cur + block.cols
+        if bstart < begin:
+            if bstart + k > begin:
+                raise ValueError("a visual block straddles the start of the positions asked for")
+            if start is None:
+                raise ValueError("M-RoPE positions after a visual block need the running index at `begin`")
+            continue
+        if bstart > i:
+            pos[:, i - begin:bstart - begin] = torch.arange(cur, cur + bstart - i)
+            cur += bstart - i
+        pos[0, bstart - begin:bstart - begin + k] = cur
+        pos[1, bstart - begin:bstart - begin + k] = cur + block.rows
+        pos[2, bstart - begin:bstart - begin + k] = cur + block.cols
         cur += max(block.grid)
-        i = start + k
+        i = bstart + k
     if i < n:
-        pos[:, i:n] = torch.arange(cur, cur + n - i)
+        pos[:, i - begin:] = torch.arange(cur, cur + n - i)
         cur += n - i
     return pos, cur
 
@@ -130,33 +144,39 @@ class Deepstack:
         return self.mask[start:end], self.feats[:, before:before + inside]
 
 
-def sequence_deepstack(backend: Backend, seq: Sequence) -> Deepstack | None:
-    """The DeepStack rows of a sequence, or None for families without DeepStack."""
+def sequence_deepstack(backend: Backend, seq: Sequence, begin: int = 0) -> Deepstack | None:
+    """The DeepStack rows of seq[begin:], or None for families without DeepStack (or no visual row there)."""
     if not getattr(backend, "deepstack", False):
         return None
-    mask = torch.zeros(len(seq.ids), dtype=torch.bool)
+    mask = torch.zeros(len(seq.ids) - begin, dtype=torch.bool)
     feats = []
     for start, block in sorted(seq.blocks, key=lambda b: b[0]):
+        if start < begin:
+            continue
         if block.deepstack is None:
             raise ValueError("a visual block lacks the DeepStack features this model needs")
-        mask[start:start + block.embeds.shape[0]] = True
+        mask[start - begin:start - begin + block.embeds.shape[0]] = True
         feats.append(block.deepstack.to(backend.device, backend.dtype))
     if not feats:
         return None
     return Deepstack(mask, torch.cat(feats, dim=1))
 
 
-def sequence_embeds(backend: Backend, seq: Sequence) -> torch.Tensor:
-    """(L, D) input embeddings: token embeddings with every visual block's rows overwritten.
+def sequence_embeds(backend: Backend, seq: Sequence, begin: int = 0) -> torch.Tensor:
+    """(L - begin, D) input embeddings of seq[begin:]: token embeddings with every visual block's rows
+    overwritten (rows before `begin`, e.g. a cached prefix, are not embedded at all).
 
     Uses out-of-place index_put so gradients flow into the visual embeddings when training.
     """
-    ids = torch.tensor(seq.ids, dtype=torch.long, device=backend.device)
+    ids = torch.tensor(seq.ids[begin:], dtype=torch.long, device=backend.device)
     emb = backend.embed_ids(ids)
-    if not seq.blocks:
+    blocks = [(s - begin, b) for s, b in seq.blocks if s >= begin]
+    if any(s < begin < s + b.embeds.shape[0] for s, b in seq.blocks):
+        raise ValueError("a visual block straddles the start of the embeddings asked for")
+    if not blocks:
         return emb
-    idx = torch.cat([torch.arange(s, s + b.embeds.shape[0]) for s, b in seq.blocks]).to(emb.device)
-    vals = torch.cat([b.embeds.to(emb.device, emb.dtype) for _, b in seq.blocks], dim=0)
+    idx = torch.cat([torch.arange(s, s + b.embeds.shape[0]) for s, b in blocks]).to(emb.device)
+    vals = torch.cat([b.embeds.to(emb.device, emb.dtype) for _, b in blocks], dim=0)
     return emb.index_put((idx,), vals)
 
 
@@ -167,6 +187,8 @@ class PrefixCache:
     key: tuple
     ids: tuple[int, ...]
     layers: list[tuple[torch.Tensor, torch.Tensor]]
+    #: running position index after the prefix (differs from its length under M-RoPE)
+    next_position: int = 0
 
     @property
     def length(self) -> int:
@@ -174,18 +196,25 @@ class PrefixCache:
 
     def fork(self, batch: int = 1) -> DynamicCache:
         """A fresh cache holding the prefix (expanded to `batch` rows); the snapshot stays untouched."""
-        cache = DynamicCache()
-        for i, (k, v) in enumerate(self.layers):
-            if batch != 1:
-                k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
-            cache.update(k.contiguous(), v.contiguous(), i)
-        return cache
+        return fork_cache(self.layers, batch)
 
     def nbytes(self) -> int:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
 
 
-def _snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def fork_cache(layers: list[tuple[torch.Tensor, torch.Tensor]], batch: int = 1) -> DynamicCache:
+    """A fresh cache starting from snapshot `layers` (expanded to `batch` rows); the snapshot stays untouched
+    (a DynamicCache update concatenates into new tensors)."""
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(layers):
+        if batch != 1:
+            k, v = k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)
+        cache.update(k.contiguous(), v.contiguous(), i)
+    return cache
+
+
+def snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The keys and values a cache holds now, per layer (views, not copies)."""
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
@@ -197,11 +226,14 @@ class Runner:
 
     def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
                  attention_mask: torch.Tensor | None = None,
-                 deepstack: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
-        """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V).
+                 deepstack: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V),
+        or with `rows` (r,) the logits of those positions of the first batch row (r, V).
 
         `deepstack` gives, per batch row, the visual-row mask (q,) and features (layers, n, D) of the rows
-        being fed (Qwen3-VL only)."""
+        being fed (Qwen3-VL only). `attention_mask` is 2-D padding (B, kv) or a ready 4-D boolean mask
+        (B, 1, q, kv) that transformers passes through to the attention unchanged."""
         b = self.backend
         extra = {}
         if deepstack is not None:
@@ -211,7 +243,8 @@ class Runner:
                 extra = {"visual_pos_masks": mask, "deepstack_visual_embeds": list(feats.unbind(0))}
         out = b.language_model(inputs_embeds=embeds, position_ids=positions.to(b.device),
                                past_key_values=cache, attention_mask=attention_mask, use_cache=True, **extra)
-        return b.lm_head(out.last_hidden_state[:, -1, :]).float()
+        hidden = out.last_hidden_state[:, -1, :] if rows is None else out.last_hidden_state[0, rows.to(b.device)]
+        return b.lm_head(hidden).float()
 
     @staticmethod
     def _batch_positions(pos: torch.Tensor) -> torch.Tensor:
@@ -220,14 +253,15 @@ class Runner:
     def encode_prefix(self, seq: Sequence, length: int, key: tuple) -> PrefixCache:
         """Encode seq[:length] into a reusable prefix cache."""
         cache = DynamicCache()
+        head = Sequence(ids=seq.ids[:length], blocks=[(s, blk) for s, blk in seq.blocks if s < length])
+        pos, next_pos = sequence_positions(self.backend, head)
         if length > 0:
-            pos, _ = sequence_positions(self.backend, seq)
-            emb = sequence_embeds(self.backend, seq)[:length]
-            deep = sequence_deepstack(self.backend, seq)
-            self._forward(emb[None], self._batch_positions(pos[..., :length]), cache,
+            emb = sequence_embeds(self.backend, head)
+            deep = sequence_deepstack(self.backend, head)
+            self._forward(emb[None], self._batch_positions(pos), cache,
                           deepstack=[deep.rows(0, length)] if deep else None)
-        layers = _snapshot(cache) if length > 0 else []
-        return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers)
+        layers = snapshot(cache) if length > 0 else []
+        return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers, next_position=next_pos)
 
     def _start(self, seq: Sequence, prefix: PrefixCache | None, batch: int = 1) -> tuple[DynamicCache, int]:
         if prefix is not None and prefix.length > 0:
@@ -246,7 +280,7 @@ class Runner:
         cache, p0 = self._start(seqs[0], prefix)
         built = [(sequence_embeds(b, s), sequence_positions(b, s)[0]) for s in seqs]
         deeps = [sequence_deepstack(b, s) for s in seqs]
-        lcp = _common_prefix_length([s.ids for s in seqs])
+        lcp = common_prefix_length([s.ids for s in seqs])
         lcp = min(lcp, min(len(s) for s in seqs) - 1)  # every row needs at least one own token for its logits
         if lcp < p0:
             raise RuntimeError("sequences diverge inside the cached prefix")
@@ -293,13 +327,14 @@ class Runner:
         suppressed = torch.tensor(b.suppressed_ids, device=b.device)
         eos = b.eos_ids
         cache, p0 = self._start(seq, prefix)
-        pos, next_pos = sequence_positions(b, seq)
-        emb = sequence_embeds(b, seq)
-        deep = sequence_deepstack(b, seq)
+        # Only the rows after the cached prefix are embedded and placed; the prefix gives its next position.
+        pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
+        emb = sequence_embeds(b, seq, begin=p0)
+        deep = sequence_deepstack(b, seq, begin=p0)
         if capture is not None:
             capture.rows = capture.prefill_rows
-        logits = self._forward(emb[None, p0:], self._batch_positions(pos[..., p0:]), cache,
-                               deepstack=[deep.rows(p0, len(seq))] if deep else None)
+        logits = self._forward(emb[None], self._batch_positions(pos), cache,
+                               deepstack=[deep.rows(0, len(seq) - p0)] if deep else None)
         out: list[int] = []
         while True:
             logits[:, suppressed] = float("-inf")
@@ -324,7 +359,7 @@ class Runner:
         return out
 
 
-def _common_prefix_length(id_lists: list[list[int]]) -> int:
+def common_prefix_length(id_lists: list[list[int]]) -> int:
     first = id_lists[0]
     n = min(len(x) for x in id_lists)
     for i in range(n):

@@ -1,0 +1,208 @@
+"""Shared prefix, image and packed question tails give the probabilities of one full sequence per question.
+
+The oracle runs every question's complete `query_sequence` through the language model on its own, with
+no cache and no sharing of any kind: the unshared computation the shared path must reproduce.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import random_image
+from transformers import DynamicCache
+
+from ego_ros.core.compose import ContextEntry, frame_queries, query_sequence, recognition_queries
+from ego_ros.core.engine import EgoEngine, EngineConfig
+from ego_ros.core.introduce import IntroduceOptions
+from ego_ros.core.sequence import Runner, VisualBlock, sequence_deepstack, sequence_embeds, sequence_positions
+from ego_ros.core.tails import packed_tail_mask, shared_last_logits
+
+FAST_INTRO = IntroduceOptions(max_new_tokens=4, area_max_new_tokens=3)
+
+
+def _unshared_logits(backend, seq) -> torch.Tensor:
+    """Next-token logits after `seq` from one plain forward pass over the whole sequence."""
+    pos, _ = sequence_positions(backend, seq)
+    deep = sequence_deepstack(backend, seq)
+    runner = Runner(backend)
+    return runner._forward(sequence_embeds(backend, seq)[None], Runner._batch_positions(pos), DynamicCache(),
+                           deepstack=[(deep.mask, deep.feats)] if deep else None)[0]
+
+
+def _oracle(engine: EgoEngine, image, names: list[str]) -> list[float]:
+    vt = engine.backend.encode_images([image])[0]
+    entries = engine._entries(names)
+    logits = [_unshared_logits(engine.backend, query_sequence(
+        engine.backend, entries, [vt], engine.backend.prompts.recognition.format(name=n), engine.config.context))
+        for n in names]
+    return engine._probabilities(torch.stack(logits))
+
+
+def _entries(backend):
+    """Three concepts with memories of different sizes; the second has two views."""
+    vts = backend.encode_images([random_image(s) for s in (10, 11, 12, 13)])
+    return [ContextEntry("kona", memory=[VisualBlock.subset(vts[0], torch.arange(0, vts[0].count, 2))]),
+            ContextEntry("the blue mug", memory=[VisualBlock.subset(vts[1], torch.arange(3)),
+                                                 VisualBlock.subset(vts[2], torch.arange(1, vts[2].count, 3))]),
+            ContextEntry("x", memory=[VisualBlock.full(vts[3])])]
+
+
+@pytest.fixture(scope="module")
+def engines(backends):
+    """Per family: an engine with three concepts (the second introduced from two views)."""
+    out = {}
+    for family, backend in backends.items():
+        engine = EgoEngine(backend, config=EngineConfig(introduce=FAST_INTRO))
+        engine.introduce("kona", [random_image(100)])
+        engine.introduce("mug", [random_image(101), random_image(102, (80, 48))])
+        engine.introduce("bike", [random_image(103, (48, 72))])
+        out[family] = engine
+    return out
+
+
+@pytest.fixture(params=["llava", "qwen2_5_vl", "internvl", "qwen3_vl"])
+def engine(request, engines):
+    eng = engines[request.param]
+    eng.config = EngineConfig(introduce=FAST_INTRO)
+    eng._prefixes.clear()
+    return eng
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("cached", [True, False])
+def test_packed_tails_give_the_logits_of_one_full_sequence_per_question(backend, cached):
+    entries = _entries(backend)
+    vt = backend.encode_images([random_image(20, (72, 56))])[0]
+    questions = [backend.prompts.recognition.format(name=e.name) for e in entries] + ["Is it?"]
+    queries = recognition_queries(backend, entries, [vt], questions)
+    runner = Runner(backend)
+    prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",)) if cached else None
+    shared = shared_last_logits(runner, queries, prefix)
+    oracle = torch.stack([_unshared_logits(backend, query_sequence(backend, entries, [vt], q)) for q in questions])
+    torch.testing.assert_close(shared, oracle, atol=1e-4, rtol=1e-4)
+
+
+def test_shared_part_and_tails_rebuild_each_questions_full_sequence(backend):
+    entries = _entries(backend)
+    vt = backend.encode_images([random_image(21)])[0]
+    questions = ["Is kona here?", "Is the blue mug here?", "Is x here?"]
+    queries = recognition_queries(backend, entries, [vt], questions)
+    for q, tail in zip(questions, queries.tails):
+        full = query_sequence(backend, entries, [vt], q)
+        assert queries.shared.ids + tail.ids == full.ids
+        image_end = full.spans["image::0"][1]
+        assert not tail.blocks and 0 < len(tail) < len(full) - image_end  # the question's own tokens only
+    assert queries.context_end == full.image_start
+
+
+def test_packed_mask_lets_each_tail_see_the_shared_part_and_causally_itself():
+    mask = packed_tail_mask(2, [2, 1, 3], torch.device("cpu"))[0, 0]
+    expected = torch.tensor([
+        [1, 1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 1, 0, 0, 0],
+        [1, 1, 0, 0, 0, 1, 0, 0],
+        [1, 1, 0, 0, 0, 1, 1, 0],
+        [1, 1, 0, 0, 0, 1, 1, 1],
+    ], dtype=torch.bool)
+    assert torch.equal(mask, expected)
+
+
+@torch.no_grad()
+def test_questions_run_in_one_row_over_one_cache_copy(backends):
+    backend = backends["qwen2_5_vl"]
+    entries = _entries(backend)
+    vt = backend.encode_images([random_image(22)])[0]
+    queries = recognition_queries(backend, entries, [vt], [f"Is {e.name} here?" for e in entries])
+    runner = Runner(backend)
+    prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
+    calls = []
+    hook = backend.language_model.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append((kw["inputs_embeds"].shape, kw["past_key_values"].get_seq_length())),
+        with_kwargs=True)
+    try:
+        shared_last_logits(runner, queries, prefix)
+    finally:
+        hook.remove()
+    (image_shape, image_past), (tails_shape, tails_past) = calls
+    assert image_shape[0] == tails_shape[0] == 1
+    assert image_past == prefix.length
+    assert tails_past == len(queries.shared)
+    assert tails_shape[1] == sum(len(t) for t in queries.tails)
+
+
+@torch.no_grad()
+def test_question_batches_reuse_the_shared_part_and_keep_the_prefix_intact(backends):
+    backend = backends["internvl"]
+    entries = _entries(backend)
+    vt = backend.encode_images([random_image(23)])[0]
+    queries = recognition_queries(backend, entries, [vt], [f"Is {e.name} here?" for e in entries])
+    runner = Runner(backend)
+    prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
+    lengths = [k.shape[2] for k, _ in prefix.layers]
+    whole = shared_last_logits(runner, queries, prefix)
+    in_twos = shared_last_logits(runner, queries, prefix, batch=2)
+    one_by_one = shared_last_logits(runner, queries, prefix, batch=1)
+    torch.testing.assert_close(in_twos, whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(one_by_one, whole, atol=1e-5, rtol=0)
+    assert [k.shape[2] for k, _ in prefix.layers] == lengths
+
+
+@torch.no_grad()
+def test_frames_packed_as_tails_give_the_logits_of_one_full_sequence_per_frame(backend):
+    entries = _entries(backend)
+    vts = backend.encode_images([random_image(30), random_image(31, (80, 50)), random_image(32)])
+    queries = frame_queries(backend, entries, vts, "Is kona here?")
+    runner = Runner(backend)
+    prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
+    shared = shared_last_logits(runner, queries, prefix)
+    oracle = torch.stack([_unshared_logits(backend, query_sequence(backend, entries, [vt], "Is kona here?"))
+                          for vt in vts])
+    torch.testing.assert_close(shared, oracle, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_engine_recognition_equals_the_unshared_computation(engine, cached):
+    engine.config.prefix_cache = cached
+    image = random_image(40, (64, 80))
+    got = [r.probability for r in engine.recognize(image)]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(_oracle(engine, image, ["kona", "mug", "bike"])),
+                               atol=1e-4, rtol=0)
+    assert bool(engine._prefixes) == cached
+
+
+def test_engine_recognition_in_question_batches_equals_the_unshared_computation(engine):
+    engine.config.question_batch = 2
+    image = random_image(41)
+    got = [r.probability for r in engine.recognize(image)]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(_oracle(engine, image, ["kona", "mug", "bike"])),
+                               atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_recognize_frames_equals_the_unshared_computation(engine, cached):
+    engine.config.prefix_cache = cached
+    frames = [random_image(50), random_image(51, (72, 40)), random_image(52)]
+    got = [r.probability for r in engine.recognize_frames(frames, "mug")]
+    expected = [_oracle(engine, f, ["mug"])[0] for f in frames]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), atol=1e-4, rtol=0)
+
+
+def test_recognize_batch_over_several_frames_equals_the_unshared_computation(engine):
+    frames = [random_image(60), random_image(61, (56, 72))]
+    got = engine.recognize_batch(frames)
+    for frame, recs in zip(frames, got):
+        torch.testing.assert_close(torch.tensor([r.probability for r in recs]),
+                                   torch.tensor(_oracle(engine, frame, ["kona", "mug", "bike"])), atol=1e-4, rtol=0)
+
+
+def test_similarity_filter_keeps_the_unshared_probabilities_of_the_kept_concepts(engine):
+    engine.config.max_context_concepts = 2
+    image = random_image(70)
+    recs = engine.recognize(image)
+    kept = [r.name for r in recs if r.considered]
+    assert len(kept) == 2
+    assert all(r.probability == 0.0 for r in recs if not r.considered)
+    expected = _oracle(engine, image, kept)
+    torch.testing.assert_close(torch.tensor([r.probability for r in recs if r.considered]), torch.tensor(expected),
+                               atol=1e-4, rtol=0)
