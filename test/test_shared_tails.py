@@ -11,7 +11,14 @@ import torch
 from conftest import random_image
 from transformers import DynamicCache
 
-from ego_ros.core.compose import ContextEntry, frame_queries, query_sequence, recognition_queries
+from ego_ros.core.compose import (
+    ContextEntry,
+    frame_queries,
+    query_context,
+    query_sequence,
+    question_sequence,
+    recognition_queries,
+)
 from ego_ros.core.engine import EgoEngine, EngineConfig
 from ego_ros.core.introduce import IntroduceOptions
 from ego_ros.core.sequence import Runner, VisualBlock, sequence_deepstack, sequence_embeds, sequence_positions
@@ -74,7 +81,7 @@ def test_packed_tails_give_the_logits_of_one_full_sequence_per_question(backend,
     entries = _entries(backend)
     vt = backend.encode_images([random_image(20, (72, 56))])[0]
     questions = [backend.prompts.recognition.format(name=e.name) for e in entries] + ["Is it?"]
-    queries = recognition_queries(backend, entries, [vt], questions)
+    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt], questions)
     runner = Runner(backend)
     prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",)) if cached else None
     shared = shared_last_logits(runner, queries, prefix)
@@ -86,13 +93,29 @@ def test_shared_part_and_tails_rebuild_each_questions_full_sequence(backend):
     entries = _entries(backend)
     vt = backend.encode_images([random_image(21)])[0]
     questions = ["Is kona here?", "Is the blue mug here?", "Is x here?"]
-    queries = recognition_queries(backend, entries, [vt], questions)
+    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt], questions)
     for q, tail in zip(questions, queries.tails):
         full = query_sequence(backend, entries, [vt], q)
         assert queries.shared.ids + tail.ids == full.ids
         image_end = full.spans["image::0"][1]
         assert not tail.blocks and 0 < len(tail) < len(full) - image_end  # the question's own tokens only
     assert queries.context_end == full.image_start
+
+
+@pytest.mark.parametrize("images, video", [(1, False), (2, True), (0, False)])
+def test_question_sequence_from_a_reused_context_equals_the_query_sequence(backend, images, video):
+    entries = _entries(backend)
+    vts = backend.encode_images([random_image(24 + i) for i in range(images)]) if images else []
+    context = query_context(backend, entries, images, video=video)
+    for question in ("Describe kona.", "What is x doing?"):
+        got = question_sequence(backend, context, vts, question)
+        full = query_sequence(backend, entries, vts, question, video=video)
+        assert got.ids == full.ids
+        assert got.image_start == full.image_start
+        assert got.spans == full.spans
+        assert [(s, b.embeds.data_ptr()) for s, b in got.blocks] == [(s, b.embeds.data_ptr()) for s, b in full.blocks]
+    if images:
+        assert len(context.head) == full.image_start  # the head is the whole static context
 
 
 def test_packed_mask_lets_each_tail_see_the_shared_part_and_causally_itself():
@@ -113,7 +136,8 @@ def test_questions_run_in_one_row_over_one_cache_copy(backends):
     backend = backends["qwen2_5_vl"]
     entries = _entries(backend)
     vt = backend.encode_images([random_image(22)])[0]
-    queries = recognition_queries(backend, entries, [vt], [f"Is {e.name} here?" for e in entries])
+    questions = [f"Is {e.name} here?" for e in entries]
+    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt], questions)
     runner = Runner(backend)
     prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
     calls = []
@@ -136,7 +160,8 @@ def test_question_batches_reuse_the_shared_part_and_keep_the_prefix_intact(backe
     backend = backends["internvl"]
     entries = _entries(backend)
     vt = backend.encode_images([random_image(23)])[0]
-    queries = recognition_queries(backend, entries, [vt], [f"Is {e.name} here?" for e in entries])
+    questions = [f"Is {e.name} here?" for e in entries]
+    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt], questions)
     runner = Runner(backend)
     prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
     lengths = [k.shape[2] for k, _ in prefix.layers]
@@ -152,7 +177,7 @@ def test_question_batches_reuse_the_shared_part_and_keep_the_prefix_intact(backe
 def test_frames_packed_as_tails_give_the_logits_of_one_full_sequence_per_frame(backend):
     entries = _entries(backend)
     vts = backend.encode_images([random_image(30), random_image(31, (80, 50)), random_image(32)])
-    queries = frame_queries(backend, entries, vts, "Is kona here?")
+    queries = frame_queries(backend, query_context(backend, entries, 1), vts, "Is kona here?")
     runner = Runner(backend)
     prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
     shared = shared_last_logits(runner, queries, prefix)
@@ -206,3 +231,16 @@ def test_similarity_filter_keeps_the_unshared_probabilities_of_the_kept_concepts
     expected = _oracle(engine, image, kept)
     torch.testing.assert_close(torch.tensor([r.probability for r in recs if r.considered]), torch.tensor(expected),
                                atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_answers_from_the_reused_context_are_the_greedy_tokens_of_the_full_sequence(engine):
+    image = random_image(80)
+    first = engine.ask(image, "What is mug doing?", max_new_tokens=6)
+    second = engine.caption(image, max_new_tokens=6)  # the composition is reused from the first call
+    vt = engine.backend.encode_images([image])[0]
+    entries = engine._entries(["kona", "mug", "bike"])
+    runner = Runner(engine.backend)
+    for answer, question in ((first, "What is mug doing?"), (second, engine.backend.prompts.caption)):
+        ids = runner.generate(query_sequence(engine.backend, entries, [vt], question), 6)
+        assert answer.text == engine.backend.decode(ids).strip()

@@ -45,6 +45,10 @@ class Capture:
     prefill_rows: torch.Tensor | None = None
     #: layer -> list of tensors, one per forward call that captured rows, each (B, H or 1, r, C) float32
     records: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    #: preallocated rows (steps, H or 1, C) per layer that a one-row forward writes at `sink_slot` instead of
+    #: appending to `records` (the static decoder's decode steps: no allocation, graph-capturable)
+    sink: dict[int, torch.Tensor] | None = None
+    sink_slot: torch.Tensor | None = None
 
     def wants(self, layer_idx: int) -> bool:
         return self.rows is not None and (self.layers is None or layer_idx in self.layers)
@@ -77,6 +81,9 @@ class Capture:
         picked = probs.index_select(3, cols)
         if not self.keep_heads:
             picked = picked.mean(dim=1, keepdim=True)
+        if self.sink is not None:
+            self.sink[layer_idx].index_copy_(0, self.sink_slot, picked[:, :, 0, :])
+            return
         self.records.setdefault(layer_idx, []).append(picked)
 
     def stacked(self, layer_idx: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .backends.base import Backend, VisualTokens
 from .prompts import Part, Slot, fill, merge_text
-from .sequence import Sequence, VisualBlock, build_sequence, common_prefix_length
+from .sequence import Sequence, VisualBlock, build_sequence, common_prefix_length, extend_sequence
 from .tails import SharedQueries
 
 CONTEXT_MODES = ("memory", "keywords", "memory+keywords", "reference_images", "none")
@@ -91,47 +91,92 @@ def _resolver(entries: list[ContextEntry], images: list[VisualTokens]) -> Callab
 QUESTION = Slot("question")
 
 
-def query_template(backend: Backend, entries: list[ContextEntry], n_images: int, mode: str = "memory",
-                   video: bool = False) -> list[Part]:
-    """The chat-formatted parts of a query with the question left as the `QUESTION` slot.
+@dataclass
+class QueryContext:
+    """The part of a query's composition that stays the same from frame to frame and question to question.
 
-    Rendering the template once and substituting each question gives the parts `query_sequence` builds
-    (the chat template must keep content verbatim, which `Backend.chat` already requires)."""
+    `template` is the chat-formatted query with the question left as the `QUESTION` slot; `head` is its
+    first `head_parts` parts built (the static context: every concept memory, up to the first query image),
+    so that a frame or a question costs only the composition of what follows.
+    """
+
+    template: list[Part]
+    head: Sequence
+    head_parts: int
+    #: token ids of the per-question text parts seen so far (recognition asks the same questions every frame)
+    tokens: dict[str, list[int]] = field(default_factory=dict, repr=False)
+
+    def tokenize(self, backend: Backend, text: str) -> list[int]:
+        ids = self.tokens.get(text)
+        if ids is None:
+            ids = self.tokens[text] = backend.tokenize(text)
+        return ids
+
+    def after_head(self, question: str) -> list[Part]:
+        """The parts after the head with the question substituted (only these change per question)."""
+        return with_question(self.template[self.head_parts:], question)
+
+
+def query_context(backend: Backend, entries: list[ContextEntry], n_images: int, mode: str = "memory",
+                  video: bool = False) -> QueryContext:
+    """Render the query template once (question as a slot) and build its static head.
+
+    Substituting a question into the template gives the parts `query_sequence` builds (the chat template
+    must keep content verbatim, which `Backend.chat` already requires)."""
     p = backend.prompts
     image_parts: list[Part] = [p.video_frames_header] if video else []
     image_parts += [Slot("image", "", i) for i in range(n_images)]
-    return backend.chat(fill(p.query, context=context_parts(backend, entries, mode), images=image_parts,
-                             question=QUESTION))
+    template = backend.chat(fill(p.query, context=context_parts(backend, entries, mode), images=image_parts,
+                                 question=QUESTION))
+    cut = len(template)
+    for i, part in enumerate(template):
+        if part == QUESTION:
+            # the text just before the question merges with it once substituted: keep it out of the head
+            cut = i - 1 if i > 0 and isinstance(template[i - 1], str) else i
+            break
+        if isinstance(part, Slot) and part.kind == "image":
+            cut = i
+            break
+    head = build_sequence(backend, template[:cut], _resolver(entries, []))
+    return QueryContext(template=template, head=head, head_parts=cut)
 
 
 def with_question(template: list[Part], question: str) -> list[Part]:
     return merge_text([question if part == QUESTION else part for part in template])
 
 
-def recognition_queries(backend: Backend, entries: list[ContextEntry], images: list[VisualTokens],
-                        questions: list[str], mode: str = "memory") -> SharedQueries:
+def question_sequence(backend: Backend, context: QueryContext, images: list[VisualTokens], question: str
+                      ) -> Sequence:
+    """The full sequence of one question: `query_sequence`'s tokens, with the context head reused."""
+    return extend_sequence(backend, context.head.copy(), context.after_head(question), _resolver([], images))
+
+
+def recognition_queries(backend: Backend, context: QueryContext, images: list[VisualTokens],
+                        questions: list[str]) -> SharedQueries:
     """Several questions about the same image(s) with the same context, composed once.
 
     The shared part is everything up to the first token where the questions' sequences differ; each tail
     holds only a question's own tokens. Token for token, shared part + tail equals the `query_sequence`
     of that question."""
-    template = query_template(backend, entries, len(images), mode)
-    resolve = _resolver(entries, images)
-    return _split(backend, [with_question(template, q) for q in questions], [resolve] * len(questions),
+    resolve = _resolver([], images)
+    return _split(backend, context, [context.after_head(q) for q in questions], [resolve] * len(questions),
                   varying_images=False)
 
 
-def frame_queries(backend: Backend, entries: list[ContextEntry], frames: list[VisualTokens], question: str,
-                  mode: str = "memory") -> SharedQueries:
-    """The same question about each of several frames (one image each): the context is shared, each tail
-    holds a frame and the question."""
-    parts = with_question(query_template(backend, entries, 1, mode), question)
-    return _split(backend, [parts] * len(frames), [_resolver(entries, [f]) for f in frames], varying_images=True)
+def frame_queries(backend: Backend, context: QueryContext, frames: list[VisualTokens], question: str
+                  ) -> SharedQueries:
+    """The same question about each of several frames (a context for one image): the context is shared,
+    each tail holds a frame and the question."""
+    parts = context.after_head(question)
+    return _split(backend, context, [parts] * len(frames), [_resolver([], [f]) for f in frames],
+                  varying_images=True)
 
 
-def _split(backend: Backend, queries: list[list[Part]], resolvers: list[Callable[[Slot], VisualBlock]],
-           varying_images: bool) -> SharedQueries:
-    """Build the parts all queries share once, then each query's own remainder as its tail."""
+def _split(backend: Backend, context: QueryContext, queries: list[list[Part]],
+           resolvers: list[Callable[[Slot], VisualBlock]], varying_images: bool) -> SharedQueries:
+    """Build the parts all queries share once (after the context head), then each query's own remainder.
+
+    `queries` hold each query's parts after the context head."""
 
     def same(a: Part, b: Part) -> bool:
         if isinstance(a, Slot):
@@ -143,7 +188,7 @@ def _split(backend: Backend, queries: list[list[Part]], resolvers: list[Callable
     k = 0
     while k < limit and all(same(first[k], q[k]) for q in queries[1:]):
         k += 1
-    shared = build_sequence(backend, first[:k], resolvers[0])
+    shared = extend_sequence(backend, context.head.copy(), first[:k], resolvers[0])
     context_end = shared.image_start
     if context_end is None and k < limit and isinstance(first[k], Slot) and first[k].kind == "image":
         context_end = len(shared)
@@ -151,7 +196,7 @@ def _split(backend: Backend, queries: list[list[Part]], resolvers: list[Callable
     rest = k
     if k < limit and all(isinstance(q[k], str) for q in queries):
         # The queries differ inside one text part: share its common leading tokens too.
-        toks = [backend.tokenize(q[k]) for q in queries]
+        toks = [context.tokenize(backend, q[k]) for q in queries]
         common = common_prefix_length(toks)
         shared.ids.extend(toks[0][:common])
         own = [t[common:] for t in toks]
@@ -164,7 +209,7 @@ def _split(backend: Backend, queries: list[list[Part]], resolvers: list[Callable
             raise ValueError("queries must end with a text token")
         token = shared.ids.pop()
         own = [[token, *o] for o in own]
-    tails = [build_sequence(backend, q[rest:], r, ids=o) for q, r, o in zip(queries, resolvers, own)]
+    tails = [extend_sequence(backend, Sequence(ids=o), q[rest:], r) for q, r, o in zip(queries, resolvers, own)]
     return SharedQueries(shared=shared, tails=tails, context_end=context_end)
 
 

@@ -23,14 +23,22 @@ from PIL import Image
 
 from .backends.base import PREPROCESS_METHODS, Backend, VisualTokens
 from .calibration import CALIBRATION_FILE, Calibration, default_layers
-from .compose import CONTEXT_MODES, ContextEntry, frame_queries, query_sequence, recognition_queries
+from .compose import (
+    CONTEXT_MODES,
+    ContextEntry,
+    QueryContext,
+    frame_queries,
+    query_context,
+    question_sequence,
+    recognition_queries,
+)
 from .errors import BusyError, DeviceOutOfMemoryError, DuplicateConceptError, InvalidImageError, ModelMismatchError
 from .images import ImageInput, to_rgb
 from .introduce import IntroduceOptions, timed_introduce
 from .loading import load_backend, model_directory
 from .memory import ConceptMemory, MemoryView, validate_name
 from .profile import stage
-from .sequence import PrefixCache, Runner, Sequence
+from .sequence import DECODERS, PrefixCache, Runner, Sequence
 from .store import ConceptStore
 from .tails import shared_last_logits
 
@@ -53,12 +61,19 @@ class EngineConfig:
     #: fallback for processors it does not cover) or "pil" (always the image processor)
     preprocess: str = "tensor"
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
+    #: greedy decoding: "eager" (growing cache), "static" (preallocated cache; CUDA graphs on CUDA) or
+    #: "auto" (static on CUDA, eager on CPU)
+    decoder: str = "auto"
+    #: capture the static decoder's steps as CUDA graphs (on CUDA only; off keeps the static cache alone)
+    cuda_graphs: bool = True
 
     def validate(self) -> None:
         if self.context not in CONTEXT_MODES:
             raise ValueError(f"unknown context mode {self.context!r}; expected one of {CONTEXT_MODES}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must lie in [0, 1]")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}; expected one of {DECODERS}")
         if self.max_context_concepts < 1 or self.question_batch < 1:
             raise ValueError("max_context_concepts and question_batch must be at least 1")
         if self.preprocess not in PREPROCESS_METHODS:
@@ -98,10 +113,11 @@ class EgoEngine:
             raise ModelMismatchError(f"the concept store belongs to another model (fingerprint "
                                      f"{self.store.fingerprint}, loaded model {backend.fingerprint()})")
         self.calibration = calibration
-        self.runner = Runner(backend)
+        self.runner = Runner(backend, decoder=self.config.decoder, cuda_graphs=self.config.cuda_graphs)
         self._lock = threading.RLock()
         self._introducing: str | None = None
         self._prefixes: OrderedDict[tuple, PrefixCache] = OrderedDict()
+        self._contexts: OrderedDict[tuple, QueryContext] = OrderedDict()
         self._yes_ids, self._no_ids = self._answer_ids()
 
     # ----- construction --------------------------------------------------------------------------------
@@ -169,7 +185,7 @@ class EgoEngine:
                                        model=self.backend.name, selection=opts.selection, notes=notes,
                                        seconds=seconds)
                 self.store.add(memory, replace=replace_existing)
-                self._prefixes.clear()
+                self._clear_caches()
                 return memory
             finally:
                 self._introducing = None
@@ -190,21 +206,21 @@ class EgoEngine:
     def add_memory(self, memory: ConceptMemory, replace_existing: bool = False) -> None:
         with self._lock:
             self.store.add(memory, replace=replace_existing)
-            self._prefixes.clear()
+            self._clear_caches()
 
     def remove(self, name: str) -> ConceptMemory:
         with self._lock:
-            self._prefixes.clear()
+            self._clear_caches()
             return self.store.remove(name)
 
     def rename(self, old: str, new: str) -> None:
         with self._lock:
-            self._prefixes.clear()
+            self._clear_caches()
             self.store.rename(old, new)
 
     def clear(self) -> None:
         with self._lock:
-            self._prefixes.clear()
+            self._clear_caches()
             self.store.clear()
 
     def concepts(self) -> list[ConceptMemory]:
@@ -243,7 +259,7 @@ class EgoEngine:
             vts = self.backend.encode_images(rgb)
             question = self.backend.prompts.recognition.format(name=name)
             with stage("compose"):
-                queries = frame_queries(self.backend, self._entries(names), vts, question, self.config.context)
+                queries = frame_queries(self.backend, self._context(names, 1), vts, question)
             prefix = self._prefix(queries.shared, names, queries.context_end)
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
             probs = self._probabilities(logits)
@@ -316,8 +332,27 @@ class EgoEngine:
             entries.append(entry)
         return entries
 
+    def _context(self, names: list[str], n_images: int, video: bool = False) -> QueryContext:
+        """The query composition of these concepts (template and built context head), composed on first use.
+
+        Kept while the concepts are unchanged, so that a frame costs no per-concept work on the host. The
+        reference_images baseline is recomposed every time: it runs its raw reference images through the
+        vision tower per query, which is what it measures."""
+        mode = self.config.context
+        key = (mode, tuple(names), tuple(self.store.revision(n) for n in names), n_images, video)
+        cached = self._contexts.get(key)
+        if cached is not None:
+            self._contexts.move_to_end(key)
+            return cached
+        context = query_context(self.backend, self._entries(names), n_images, mode, video=video)
+        if mode != "reference_images":
+            self._contexts[key] = context
+            while len(self._contexts) > self.config.prefix_cache_entries:
+                self._contexts.popitem(last=False)
+        return context
+
     def _sequence(self, names: list[str], vts: list[VisualTokens], question: str, video: bool = False) -> Sequence:
-        return query_sequence(self.backend, self._entries(names), vts, question, self.config.context, video=video)
+        return question_sequence(self.backend, self._context(names, len(vts), video), vts, question)
 
     def _prefix(self, seq: Sequence, names: list[str], end: int | None = None) -> PrefixCache | None:
         """The cached KV of seq[:end] (default: up to the first query image), encoding it on first use."""
@@ -362,8 +397,8 @@ class EgoEngine:
         """P(yes) per concept: context and image encoded once, the questions as packed tails over them."""
         q_template = self.backend.prompts.recognition
         with stage("compose"):
-            queries = recognition_queries(self.backend, self._entries(names), [vt],
-                                          [q_template.format(name=n) for n in names], self.config.context)
+            queries = recognition_queries(self.backend, self._context(names, 1), [vt],
+                                          [q_template.format(name=n) for n in names])
         prefix = self._prefix(queries.shared, names, queries.context_end)
         logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
         return dict(zip(names, self._probabilities(logits)))
@@ -378,12 +413,18 @@ class EgoEngine:
                 names = self._filter(names, vts[0])
             elif len(names) > self.config.max_context_concepts:
                 names = names[:self.config.max_context_concepts]
-            seq = self._sequence(names, vts, question, video=video)
+            with stage("compose"):
+                seq = self._sequence(names, vts, question, video=video)
             prefix = self._prefix(seq, names)
             ids = self.runner.generate(seq, max_new_tokens or self.config.max_new_tokens, prefix=prefix)
         text = self.backend.decode(ids).strip()
         return Answer(text=text, concepts=mentioned(text + " " + question, names),
                       seconds=time.perf_counter() - t0)
+
+    def _clear_caches(self) -> None:
+        """Drop the prefix KV caches and the compositions (the concepts changed, or memory ran out)."""
+        self._prefixes.clear()
+        self._contexts.clear()
 
     # ----- internals: locking and device errors ------------------------------------------------------
     @contextlib.contextmanager
@@ -400,7 +441,7 @@ class EgoEngine:
         try:
             yield
         except torch.OutOfMemoryError as exc:
-            self._prefixes.clear()
+            self._clear_caches()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise DeviceOutOfMemoryError(f"out of device memory on {self.backend.device}: {exc}. Nothing was "

@@ -12,6 +12,7 @@ keeps Qwen's `rope_deltas` between calls, and the greedy loop needed here is a f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ from transformers import DynamicCache
 from .attention import Capture
 from .backends.base import Backend, VisualTokens
 from .prompts import Part, Slot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,15 +62,20 @@ class Sequence:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def copy(self) -> Sequence:
+        """A copy that can be extended without touching this one (visual blocks are shared, not copied)."""
+        return Sequence(list(self.ids), list(self.blocks), dict(self.spans), self.image_start)
 
-def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock],
-                   ids: list[int] | None = None) -> Sequence:
-    """Tokenise text parts and place the visual block of every slot, framed the family's way.
 
-    `ids` are token ids already tokenised that the sequence starts with (a question tail's own tokens)."""
-    seq = Sequence(ids=list(ids or []))
+def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock]) -> Sequence:
+    """Tokenise text parts and place the visual block of every slot, framed the family's way."""
+    return extend_sequence(backend, Sequence(), parts, resolve)
+
+
+def extend_sequence(backend: Backend, seq: Sequence, parts: list[Part], resolve: Callable[[Slot], VisualBlock]
+                    ) -> Sequence:
+    """Append parts to `seq` (in place; returned): what `build_sequence` does, after tokens already there."""
     before, after = backend.visual_frame()
-    counts: dict[str, int] = {}
     for part in parts:
         if isinstance(part, str):
             seq.ids.extend(backend.tokenize(part))
@@ -79,12 +87,11 @@ def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot]
         start = len(seq.ids)
         seq.ids.extend([backend.placeholder_id] * block.embeds.shape[0])
         seq.blocks.append((start, block))
-        tag = f"{part.kind}:{part.key}:{part.index}"
-        if tag in counts:  # the same slot twice: number the repeats
-            counts[tag] += 1
-            tag = f"{tag}#{counts[tag]}"
-        else:
-            counts[tag] = 0
+        tag = base = f"{part.kind}:{part.key}:{part.index}"
+        repeat = 0
+        while tag in seq.spans:  # the same slot twice: number the repeats
+            repeat += 1
+            tag = f"{base}#{repeat}"
         seq.spans[tag] = (start, len(seq.ids))
         seq.ids.extend(after)
     return seq
@@ -218,11 +225,35 @@ def snapshot(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-class Runner:
-    """Forward passes of the language model over assembled sequences."""
+DECODERS = ("eager", "static", "auto")
 
-    def __init__(self, backend: Backend) -> None:
+
+class Runner:
+    """Forward passes of the language model over assembled sequences.
+
+    `decoder` chooses greedy decoding's cache: "eager" (a DynamicCache grown each step), "static" (a
+    preallocated cache, `static_decode`, with CUDA graphs on CUDA when `cuda_graphs`) or "auto" (static
+    on CUDA, eager elsewhere)."""
+
+    def __init__(self, backend: Backend, decoder: str = "eager", cuda_graphs: bool = True) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; expected one of {DECODERS}")
         self.backend = backend
+        self.decoder = decoder
+        self.cuda_graphs = cuda_graphs
+        self._static = None
+
+    @property
+    def static_decoding(self) -> bool:
+        return self.decoder == "static" or (self.decoder == "auto" and self.backend.device.type == "cuda")
+
+    def static_decoder(self):
+        """The static-cache decoder of this runner (built on first use; it keeps its buffers and graphs)."""
+        if self._static is None:
+            from .static_decode import StaticDecoder  # builds on this module, hence imported here
+
+            self._static = StaticDecoder(self, graphs=self.cuda_graphs)
+        return self._static
 
     def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
                  attention_mask: torch.Tensor | None = None,
@@ -263,10 +294,17 @@ class Runner:
         layers = snapshot(cache) if length > 0 else []
         return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers, next_position=next_pos)
 
+    @staticmethod
+    def prefix_length(seq: Sequence, prefix: PrefixCache | None) -> int:
+        """How many leading tokens of `seq` the prefix cache holds (0 without one); refuses a wrong prefix."""
+        if prefix is None or prefix.length == 0:
+            return 0
+        if tuple(seq.ids[:prefix.length]) != prefix.ids:
+            raise RuntimeError("sequence does not start with the cached prefix")
+        return prefix.length
+
     def _start(self, seq: Sequence, prefix: PrefixCache | None, batch: int = 1) -> tuple[DynamicCache, int]:
-        if prefix is not None and prefix.length > 0:
-            if tuple(seq.ids[:prefix.length]) != prefix.ids:
-                raise RuntimeError("sequence does not start with the cached prefix")
+        if self.prefix_length(seq, prefix):
             return prefix.fork(batch), prefix.length
         return DynamicCache(), 0
 
@@ -323,6 +361,20 @@ class Runner:
                  capture: Capture | None = None, min_new_tokens: int = 0) -> list[int]:
         """Greedy decoding after `seq`. With a capture, each generated token's row is recorded when it is
         fed back (one extra step is taken for the last token when decoding stops at the length limit)."""
+        if self.static_decoding:
+            self.prefix_length(seq, prefix)  # a wrong prefix is the caller's error, not the decoder's
+            try:
+                return self.static_decoder().generate(seq, max_new_tokens, prefix=prefix, capture=capture,
+                                                      min_new_tokens=min_new_tokens)
+            except (torch.OutOfMemoryError, ValueError):
+                raise
+            except RuntimeError as exc:
+                # The static path is young on GPUs (see static_decode): rather than failing every
+                # introduction, log once and decode eagerly from here on.
+                log.warning("static decoding failed (%s); this runner decodes eagerly from now on", exc)
+                self.decoder = "eager"
+                if capture is not None:
+                    capture.records.clear()
         b = self.backend
         suppressed = torch.tensor(b.suppressed_ids, device=b.device)
         eos = b.eos_ids
