@@ -244,3 +244,21 @@ def test_answers_from_the_reused_context_are_the_greedy_tokens_of_the_full_seque
     for answer, question in ((first, "What is mug doing?"), (second, engine.backend.prompts.caption)):
         ids = runner.generate(query_sequence(engine.backend, entries, [vt], question), 6)
         assert answer.text == engine.backend.decode(ids).strip()
+
+
+def test_one_concepts_question_equals_the_unshared_computation(engine):
+    image = random_image(90)
+    got = engine.recognize(image, ["mug"])[0].probability
+    assert got == pytest.approx(_oracle(engine, image, ["mug"])[0], abs=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["keywords", "memory+keywords", "reference_images", "none"])
+def test_every_context_mode_gives_the_unshared_probabilities(backends, mode):
+    opts = IntroduceOptions(max_new_tokens=4, area_max_new_tokens=3, keep_reference=True)
+    engine = EgoEngine(backends["qwen3_vl"], config=EngineConfig(introduce=opts, context=mode))
+    engine.introduce("kona", [random_image(110)])
+    engine.introduce("mug", [random_image(111), random_image(112)])
+    image = random_image(113)
+    got = [r.probability for r in engine.recognize(image)]
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(_oracle(engine, image, ["kona", "mug"])),
+                               atol=1e-4, rtol=0)

@@ -21,6 +21,7 @@ from transformers import DynamicCache
 
 from .attention import Capture
 from .backends.base import Backend, VisualTokens
+from .profile import stage
 from .prompts import Part, Slot
 
 log = logging.getLogger(__name__)
@@ -378,34 +379,36 @@ class Runner:
         b = self.backend
         suppressed = torch.tensor(b.suppressed_ids, device=b.device)
         eos = b.eos_ids
-        cache, p0 = self._start(seq, prefix)
-        # Only the rows after the cached prefix are embedded and placed; the prefix gives its next position.
-        pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
-        emb = sequence_embeds(b, seq, begin=p0)
-        deep = sequence_deepstack(b, seq, begin=p0)
-        if capture is not None:
-            capture.rows = capture.prefill_rows
-        logits = self._forward(emb[None], self._batch_positions(pos), cache,
-                               deepstack=[deep.rows(0, len(seq) - p0)] if deep else None)
-        out: list[int] = []
-        while True:
-            logits[:, suppressed] = float("-inf")
-            if len(out) < min_new_tokens:
-                logits[:, sorted(eos)] = float("-inf")
-            token = int(logits[0].argmax())
-            if token in eos and len(out) >= min_new_tokens:
-                break
-            out.append(token)
-            if len(out) >= max_new_tokens and capture is None:
-                break
+        with stage("prefill"):
+            cache, p0 = self._start(seq, prefix)
+            # Only the rows after the cached prefix are embedded and placed; the prefix gives its next position.
+            pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
+            emb = sequence_embeds(b, seq, begin=p0)
+            deep = sequence_deepstack(b, seq, begin=p0)
             if capture is not None:
-                capture.rows = torch.zeros(1, dtype=torch.long)
-            step_emb = b.embed_ids(torch.tensor([[token]], device=b.device))
-            step_pos = torch.full((3, 1, 1) if b.mrope else (1, 1), next_pos, dtype=torch.long)
-            next_pos += 1
-            logits = self._forward(step_emb, step_pos, cache)
-            if len(out) >= max_new_tokens:
-                break
+                capture.rows = capture.prefill_rows
+            logits = self._forward(emb[None], self._batch_positions(pos), cache,
+                                   deepstack=[deep.rows(0, len(seq) - p0)] if deep else None)
+        with stage("decode"):
+            out: list[int] = []
+            while True:
+                logits[:, suppressed] = float("-inf")
+                if len(out) < min_new_tokens:
+                    logits[:, sorted(eos)] = float("-inf")
+                token = int(logits[0].argmax())
+                if token in eos and len(out) >= min_new_tokens:
+                    break
+                out.append(token)
+                if len(out) >= max_new_tokens and capture is None:
+                    break
+                if capture is not None:
+                    capture.rows = torch.zeros(1, dtype=torch.long)
+                step_emb = b.embed_ids(torch.tensor([[token]], device=b.device))
+                step_pos = torch.full((3, 1, 1) if b.mrope else (1, 1), next_pos, dtype=torch.long)
+                next_pos += 1
+                logits = self._forward(step_emb, step_pos, cache)
+                if len(out) >= max_new_tokens:
+                    break
         if capture is not None:
             capture.rows = None
         return out

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .attention import Capture
+from .profile import stage
 from .sequence import PrefixCache, Runner, Sequence, sequence_deepstack, sequence_embeds, sequence_positions
 
 log = logging.getLogger(__name__)
@@ -159,51 +160,53 @@ class StaticDecoder:
                 bv[:, :, :p0].copy_(v)
         step = self._step_for(kv, capture)
 
-        # Prefill: the prompt rows after the prefix, written at their slots, causal over everything before.
-        pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
-        emb = sequence_embeds(b, seq, begin=p0)
-        deep = sequence_deepstack(b, seq, begin=p0)
-        q = len(seq) - p0
-        kv.slots = torch.arange(p0, p0 + q, device=dev)
-        kv.filled = p0
-        rows = torch.arange(p0, p0 + q, device=dev)
-        mask = (step.columns[None, :] <= rows[:, None])[None, None]
-        if capture is not None:
-            capture.rows = capture.prefill_rows
-        logits = self.runner._forward(emb[None], Runner._batch_positions(pos), kv, attention_mask=mask,
-                                      deepstack=[deep.rows(0, q)] if deep else None)
-        kv.filled = len(seq)
-        kv.slots = kv.step_slot
-        if capture is not None:
-            # Decode steps write their captured rows into the step's preallocated sink.
-            step.capture_columns.copy_(capture.columns.to(dev))
-            capture.columns, capture.rows = step.capture_columns, step.capture_rows
-            capture.sink, capture.sink_slot = step.sink, step.sink_slot
+        with stage("prefill"):
+            # Prefill: the prompt rows after the prefix, written at their slots, causal over everything before.
+            pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
+            emb = sequence_embeds(b, seq, begin=p0)
+            deep = sequence_deepstack(b, seq, begin=p0)
+            q = len(seq) - p0
+            kv.slots = torch.arange(p0, p0 + q, device=dev)
+            kv.filled = p0
+            rows = torch.arange(p0, p0 + q, device=dev)
+            mask = (step.columns[None, :] <= rows[:, None])[None, None]
+            if capture is not None:
+                capture.rows = capture.prefill_rows
+            logits = self.runner._forward(emb[None], Runner._batch_positions(pos), kv, attention_mask=mask,
+                                          deepstack=[deep.rows(0, q)] if deep else None)
+            kv.filled = len(seq)
+            kv.slots = kv.step_slot
+            if capture is not None:
+                # Decode steps write their captured rows into the step's preallocated sink.
+                step.capture_columns.copy_(capture.columns.to(dev))
+                capture.columns, capture.rows = step.capture_columns, step.capture_rows
+                capture.sink, capture.sink_slot = step.sink, step.sink_slot
 
         suppressed = torch.tensor(b.suppressed_ids, device=dev)
         eos = b.eos_ids
-        out: list[int] = []
-        fed = 0
-        try:
-            while True:
-                logits[:, suppressed] = float("-inf")
-                if len(out) < min_new_tokens:
-                    logits[:, sorted(eos)] = float("-inf")
-                token = int(logits[0].argmax())
-                if token in eos and len(out) >= min_new_tokens:
-                    break
-                out.append(token)
-                if len(out) >= max_new_tokens and capture is None:
-                    break
-                # one decode step (graph replays bypass Runner._forward: a per-step check belongs here)
-                logits = self._run_step(step, token, next_pos + fed, len(seq) + fed, fed)
-                fed += 1
-                if len(out) >= max_new_tokens:
-                    break
-        finally:
-            if capture is not None:
-                capture.sink = capture.sink_slot = None
-                capture.rows = None
+        with stage("decode"):
+            out: list[int] = []
+            fed = 0
+            try:
+                while True:
+                    logits[:, suppressed] = float("-inf")
+                    if len(out) < min_new_tokens:
+                        logits[:, sorted(eos)] = float("-inf")
+                    token = int(logits[0].argmax())
+                    if token in eos and len(out) >= min_new_tokens:
+                        break
+                    out.append(token)
+                    if len(out) >= max_new_tokens and capture is None:
+                        break
+                    # one decode step (graph replays bypass Runner._forward: a per-step check belongs here)
+                    logits = self._run_step(step, token, next_pos + fed, len(seq) + fed, fed)
+                    fed += 1
+                    if len(out) >= max_new_tokens:
+                        break
+            finally:
+                if capture is not None:
+                    capture.sink = capture.sink_slot = None
+                    capture.rows = None
         if capture is not None:
             for layer, buf in step.sink.items():
                 steps = buf[:fed].clone()
