@@ -191,7 +191,9 @@ def main() -> int:
         "benchmark": "ros_stream", "model": model, "requested_model": args.model, "note": note,
         "device": args.device, "input": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "encoding": "rgb8"},
         "node_max_rate": args.max_rate,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    # torch in the node takes its thread count from here (unset: one per core)
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": [],
         # the machine may be shared: its load before and after the runs says how much
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
