@@ -118,6 +118,18 @@ def test_question_sequence_from_a_reused_context_equals_the_query_sequence(backe
         assert len(context.head) == full.image_start  # the head is the whole static context
 
 
+def test_packed_mask_with_shared_rows_makes_them_causal_and_seen_by_every_tail():
+    mask = packed_tail_mask(1, [1, 2], torch.device("cpu"), shared=2)[0, 0]
+    expected = torch.tensor([
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 0, 1, 0],
+        [1, 1, 1, 0, 1, 1],
+    ], dtype=torch.bool)
+    assert torch.equal(mask, expected)
+
+
 def test_packed_mask_lets_each_tail_see_the_shared_part_and_causally_itself():
     mask = packed_tail_mask(2, [2, 1, 3], torch.device("cpu"))[0, 0]
     expected = torch.tensor([
@@ -131,28 +143,43 @@ def test_packed_mask_lets_each_tail_see_the_shared_part_and_causally_itself():
     assert torch.equal(mask, expected)
 
 
+def _forward_calls(backend, fn):
+    """(batch, rows) of the fed embeddings and the cached length, per pass of the language model in fn()."""
+    calls = []
+    hook = backend.language_model.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append((tuple(kw["inputs_embeds"].shape[:2]), kw["past_key_values"].get_seq_length())),
+        with_kwargs=True)
+    try:
+        fn()
+    finally:
+        hook.remove()
+    return calls
+
+
 @torch.no_grad()
-def test_questions_run_in_one_row_over_one_cache_copy(backends):
+def test_image_and_all_questions_run_in_one_row_over_one_cache_copy(backends):
     backend = backends["qwen2_5_vl"]
     entries = _entries(backend)
     vt = backend.encode_images([random_image(22)])[0]
-    questions = [f"Is {e.name} here?" for e in entries]
-    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt], questions)
+    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt],
+                                  [f"Is {e.name} here?" for e in entries])
     runner = Runner(backend)
     prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
-    calls = []
-    hook = backend.language_model.register_forward_pre_hook(
-        lambda _m, _a, kw: calls.append((kw["inputs_embeds"].shape, kw["past_key_values"].get_seq_length())),
-        with_kwargs=True)
-    try:
-        shared_last_logits(runner, queries, prefix)
-    finally:
-        hook.remove()
-    (image_shape, image_past), (tails_shape, tails_past) = calls
-    assert image_shape[0] == tails_shape[0] == 1
-    assert image_past == prefix.length
-    assert tails_past == len(queries.shared)
-    assert tails_shape[1] == sum(len(t) for t in queries.tails)
+    calls = _forward_calls(backend, lambda: shared_last_logits(runner, queries, prefix))
+    tails = sum(len(t) for t in queries.tails)
+    assert calls == [((1, len(queries.shared) - prefix.length + tails), prefix.length)]
+
+
+@torch.no_grad()
+def test_later_question_batches_start_from_the_shared_part(backends):
+    backend = backends["llava"]
+    entries = _entries(backend)
+    vt = backend.encode_images([random_image(22)])[0]
+    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt],
+                                  [f"Is {e.name} here?" for e in entries])
+    calls = _forward_calls(backend, lambda: shared_last_logits(Runner(backend), queries, None, batch=2))
+    first, second = (sum(len(t) for t in queries.tails[:2]), len(queries.tails[2]))
+    assert calls == [((1, len(queries.shared) + first), 0), ((1, second), len(queries.shared))]
 
 
 @torch.no_grad()
@@ -262,3 +289,16 @@ def test_every_context_mode_gives_the_unshared_probabilities(backends, mode):
     got = [r.probability for r in engine.recognize(image)]
     torch.testing.assert_close(torch.tensor(got), torch.tensor(_oracle(engine, image, ["kona", "mug"])),
                                atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("budget", [1, 2])
+def test_similarity_filter_keeps_the_memories_with_the_best_mean_best_cosine(engine, budget):
+    engine.config.max_context_concepts = budget
+    vt = engine.backend.encode_images([random_image(120)])[0]
+    q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1)
+    scores = {}
+    for name in ("kona", "mug", "bike"):
+        mem = torch.cat([v.embeds for v in engine.store.get(name).views]).float()
+        scores[name] = float((torch.nn.functional.normalize(mem, dim=-1) @ q.T).max(dim=1).values.mean())
+    expected = sorted(scores, key=lambda n: -scores[n])[:budget]
+    assert sorted(engine._filter(["kona", "mug", "bike"], vt)) == sorted(expected)

@@ -94,11 +94,11 @@ def test_auto_decoder_is_eager_on_cpu_and_unknown_decoders_are_refused(llava):
         EngineConfig(decoder="fast").validate()
 
 
-def test_engine_with_the_static_decoder_introduces_and_answers_like_the_eager_one(backends):
+def test_engine_with_the_static_decoder_introduces_and_answers_like_the_eager_one(backend):
     opts = IntroduceOptions(max_new_tokens=5, min_new_tokens=5, area_max_new_tokens=3)
     results = []
     for decoder in ("eager", "static"):
-        engine = EgoEngine(backends["qwen2_5_vl"], config=EngineConfig(decoder=decoder, introduce=opts))
+        engine = EgoEngine(backend, config=EngineConfig(decoder=decoder, introduce=opts))
         assert engine.runner.static_decoding == (decoder == "static")
         memory = engine.introduce("kona", [random_image(30), random_image(31, (80, 48))])
         answer = engine.ask(random_image(32), "Where is kona?", max_new_tokens=6)

@@ -62,7 +62,7 @@ class EngineConfig:
     preprocess: str = "tensor"
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
     #: greedy decoding: "eager" (growing cache), "static" (preallocated cache; CUDA graphs on CUDA) or
-    #: "auto" (static on CUDA, eager on CPU)
+    #: "auto" (static on CUDA, eager on CPU). Read when the engine is created, like `cuda_graphs`.
     decoder: str = "auto"
     #: capture the static decoder's steps as CUDA graphs (on CUDA only; off keeps the static cache alone)
     cuda_graphs: bool = True
@@ -118,6 +118,7 @@ class EgoEngine:
         self._introducing: str | None = None
         self._prefixes: OrderedDict[tuple, PrefixCache] = OrderedDict()
         self._contexts: OrderedDict[tuple, QueryContext] = OrderedDict()
+        self._filters: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
         self._yes_ids, self._no_ids = self._answer_ids()
 
     # ----- construction --------------------------------------------------------------------------------
@@ -299,18 +300,34 @@ class EgoEngine:
         """Keep at most max_context_concepts concepts: those whose memory tokens best match the image.
 
         Score = mean over a memory's tokens of the best cosine similarity with any query visual token,
-        both in the LLM input space (paper 3.5)."""
+        both in the LLM input space (paper 3.5). All memories are scored in one matrix product (the
+        normalised memory matrix is kept per concept set), with one transfer of the scores to the host."""
         budget = self.config.max_context_concepts
         if len(names) <= budget:
             return names
-        q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1)
-        scores = {}
-        for n in names:
-            mem = torch.cat([v.embeds for v in self.store.get(n).views]).float().to(q.device)
-            m = torch.nn.functional.normalize(mem, dim=-1)
-            scores[n] = float((m @ q.T).max(dim=1).values.mean())
+        mem, segment, counts = self._memory_matrix(names)
+        with torch.no_grad():  # the kept matrix may be an inference tensor: no autograd here
+            q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1).to(mem.device)
+            best = (mem @ q.T).max(dim=1).values
+            totals = torch.zeros(len(names), device=mem.device).index_add_(0, segment, best)
+            scores = dict(zip(names, (totals / counts).tolist()))
         keep = set(sorted(names, key=lambda n: -scores[n])[:budget])
         return [n for n in names if n in keep]
+
+    def _memory_matrix(self, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised memory tokens of the concepts (M, D), each token's concept index (M,) and the token
+        count per concept: composed once per concept set."""
+        key = ("filter", tuple(names), tuple(self.store.revision(n) for n in names))
+        cached = self._filters.get(key)
+        if cached is None:
+            mems = [torch.cat([v.embeds for v in self.store.get(n).views]).float() for n in names]
+            mem = torch.nn.functional.normalize(torch.cat(mems).to(self.backend.device), dim=-1)
+            sizes = torch.tensor([m.shape[0] for m in mems], device=mem.device)
+            segment = torch.repeat_interleave(torch.arange(len(names), device=mem.device), sizes)
+            cached = self._filters[key] = (mem, segment, sizes.float())
+            while len(self._filters) > self.config.prefix_cache_entries:
+                self._filters.popitem(last=False)
+        return cached
 
     def _entries(self, names: list[str]) -> list[ContextEntry]:
         """Context entries of stored concepts for the current context mode."""
@@ -425,6 +442,7 @@ class EgoEngine:
         """Drop the prefix KV caches and the compositions (the concepts changed, or memory ran out)."""
         self._prefixes.clear()
         self._contexts.clear()
+        self._filters.clear()
 
     # ----- internals: locking and device errors ------------------------------------------------------
     @contextlib.contextmanager
@@ -451,7 +469,8 @@ class EgoEngine:
         """Device memory in MiB (allocated/reserved/peak on CUDA; concept memories and prefix caches)."""
         rep = {"concepts_mib": sum(sum(v.embeds.numel() * v.embeds.element_size() for v in m.views)
                                    for m in self.concepts()) / 2**20,
-               "prefix_cache_mib": sum(p.nbytes() for p in self._prefixes.values()) / 2**20}
+               "prefix_cache_mib": sum(p.nbytes() for p in self._prefixes.values()) / 2**20,
+               "filter_cache_mib": sum(m.numel() * m.element_size() for m, _, _ in self._filters.values()) / 2**20}
         dev = self.backend.device
         if dev.type == "cuda":
             rep.update(allocated_mib=torch.cuda.memory_allocated(dev) / 2**20,

@@ -313,7 +313,9 @@ class Runner:
         """Logits of the next token after each sequence (N, V), sharing all the work the sequences share.
 
         The cached prefix is forked once; the longest common prefix of the sequences beyond it is run
-        once; the remaining tails run as one batch, left-padded between the shared part and the tail.
+        once; the remaining tails run as one batch, left-padded between the shared part and the tail
+        (the cache repeated once per row). The engine uses `tails.shared_last_logits` instead, which
+        needs no full sequence per question; this stays as the general path over arbitrary sequences.
         """
         b = self.backend
         cache, p0 = self._start(seqs[0], prefix)

@@ -92,8 +92,7 @@ class _Step:
     sink: dict[int, torch.Tensor] | None = None
     sink_slot: torch.Tensor | None = None
     capture_columns: torch.Tensor | None = None
-    graph: Any = None
-    checked: bool = False
+    graph: Any = None  # torch.cuda.CUDAGraph once captured
 
 
 class StaticDecoder:
