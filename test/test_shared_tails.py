@@ -291,6 +291,7 @@ def test_every_context_mode_gives_the_unshared_probabilities(backends, mode):
                                atol=1e-4, rtol=0)
 
 
+@torch.no_grad()
 @pytest.mark.parametrize("budget", [1, 2])
 def test_similarity_filter_keeps_the_memories_with_the_best_mean_best_cosine(engine, budget):
     engine.config.max_context_concepts = budget
@@ -302,3 +303,15 @@ def test_similarity_filter_keeps_the_memories_with_the_best_mean_best_cosine(eng
         scores[name] = float((torch.nn.functional.normalize(mem, dim=-1) @ q.T).max(dim=1).values.mean())
     expected = sorted(scores, key=lambda n: -scores[n])[:budget]
     assert sorted(engine._filter(["kona", "mug", "bike"], vt)) == sorted(expected)
+
+
+@torch.no_grad()
+def test_text_only_questions_cache_the_memories_and_answer_like_the_full_sequence(engine):
+    first = engine.ask(None, "Which of kona and mug is older?", max_new_tokens=6)
+    assert engine._prefixes, "the memory context of a text-only question should be cached"
+    second = engine.ask(None, "Is bike red?", max_new_tokens=6)
+    entries = engine._entries(["kona", "mug", "bike"])
+    runner = Runner(engine.backend)
+    for answer, question in ((first, "Which of kona and mug is older?"), (second, "Is bike red?")):
+        ids = runner.generate(query_sequence(engine.backend, entries, [], question), 6)
+        assert answer.text == engine.backend.decode(ids).strip()

@@ -368,9 +368,6 @@ class EgoEngine:
                 self._contexts.popitem(last=False)
         return context
 
-    def _sequence(self, names: list[str], vts: list[VisualTokens], question: str, video: bool = False) -> Sequence:
-        return question_sequence(self.backend, self._context(names, len(vts), video), vts, question)
-
     def _prefix(self, seq: Sequence, names: list[str], end: int | None = None) -> PrefixCache | None:
         """The cached KV of seq[:end] (default: up to the first query image), encoding it on first use."""
         end = seq.image_start if end is None else end
@@ -431,8 +428,10 @@ class EgoEngine:
             elif len(names) > self.config.max_context_concepts:
                 names = names[:self.config.max_context_concepts]
             with stage("compose"):
-                seq = self._sequence(names, vts, question, video=video)
-            prefix = self._prefix(seq, names)
+                context = self._context(names, len(vts), video)
+                seq = question_sequence(self.backend, context, vts, question)
+            # The static context ends at the first query image or, for a text-only question, with the head.
+            prefix = self._prefix(seq, names, seq.image_start if seq.image_start is not None else len(context.head))
             ids = self.runner.generate(seq, max_new_tokens or self.config.max_new_tokens, prefix=prefix)
         text = self.backend.decode(ids).strip()
         return Answer(text=text, concepts=mentioned(text + " " + question, names),

@@ -250,7 +250,8 @@ class StaticDecoder:
             torch.cuda.current_stream().wait_stream(stream)
             expected = step.logits.clone()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            # thread_local: CUDA work of other threads (a ROS callback uploading a frame) is no error here
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self._step_once(step)
             graph.replay()
             if not torch.allclose(step.logits, expected, atol=1e-3, rtol=1e-3):
