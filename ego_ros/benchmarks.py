@@ -175,6 +175,17 @@ def _measure_baseline(fn_factory: Callable[[], Callable[[], Any]], device: torch
         return {"error": f"out of memory: {str(exc).splitlines()[0]}"}
 
 
+def preprocess_timings(backend: Backend, device: torch.device, repeats: int,
+                       sizes: tuple[tuple[int, int], ...] = ((640, 480), (1920, 1080))) -> dict[str, Any]:
+    """Pixel values of one camera-sized frame on the model's device: tensor path against the PIL processor."""
+    out: dict[str, Any] = {}
+    for w, h in sizes:
+        frame = Image.fromarray(np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8))
+        out[f"{w}x{h}"] = {m: _stats(_timed(lambda m=m, f=frame: backend.pixel_inputs([f], method=m), device, repeats))
+                           for m in ("tensor", "pil")}
+    return out
+
+
 # ----- the benchmark -------------------------------------------------------------------------------------
 def run_engine_benchmark(model: str = "toy", device: str = "cpu", dtype: str = "auto",
                          concept_counts: list[int] | None = None, repeats: int = 5, image_px: int | None = None,
@@ -219,6 +230,7 @@ def run_engine_benchmark(model: str = "toy", device: str = "cpu", dtype: str = "
         "keyword_tokens": keyword_tokens, "memory_tokens_per_concept": base.num_tokens, "repeats": repeats,
         "introduction_per_view": {**intro, "profile": intro_profile}, "recognition": [],
     }
+    result["preprocess_per_frame"] = preprocess_timings(backend, dev, repeats)
     if baseline:
         keywords = _measure_baseline(lambda: baseline_keywords(backend, images[0], keyword_tokens), dev, repeats,
                                      backend)

@@ -32,6 +32,12 @@ def test_every_figure_has_its_baseline_ratio(report):
         assert row["baseline_reference_images"]["median_ms"] > 0 and row["ratio_to_baseline"] > 0
 
 
+def test_preprocessing_is_timed_both_ways_on_camera_sized_frames(report):
+    result, _ = report
+    for size in ("640x480", "1920x1080"):
+        assert {"tensor", "pil"} == set(result["preprocess_per_frame"][size])
+
+
 def test_profiled_runs_break_the_time_into_stages(report):
     result, _ = report
     cached = [r for r in result["recognition"] if r["prefix_cache"]]
