@@ -191,8 +191,12 @@ def main() -> int:
         "benchmark": "ros_stream", "model": model, "requested_model": args.model, "note": note,
         "device": args.device, "input": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "encoding": "rgb8"},
         "node_max_rate": args.max_rate,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    # torch in the node takes its thread count from here (unset: one per core)
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": [],
+        # the machine may be shared: its load before and after the runs says how much
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     for n in args.concepts:
         say(f"{n} concept(s), model {model}:")
@@ -204,6 +208,7 @@ def main() -> int:
         say(f"  {run['recognitions']} recognitions ({run['processed_hz']} Hz of {run['input_hz']} Hz in), latency "
             f"p50 {run['latency_ms'].get('p50')} ms, RSS slope {run['rss_mb']['slope_mb_per_min']} MB/min")
         result["runs"].append(run)
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     slug = re.sub(r"[^A-Za-z0-9]+", "_", model).strip("_")
     out = Path(args.out or f"bench/results/ros_stream_{slug}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

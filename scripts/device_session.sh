@@ -7,6 +7,10 @@
 #   OUT=/tmp/out bash scripts/device_session.sh                 # on the GPU machine
 #   OUT=/tmp/out RESUME=1 bash scripts/device_session.sh        # continue from runs/gpu/ckpt_latest.pt(.part*)
 #   OUT=/tmp/out BENCH="qwen internvl" bash scripts/device_session.sh   # also the latency benchmark
+#   OUT=/tmp/out TRAIN=0 BENCH="qwen internvl" bash scripts/device_session.sh   # the benchmark only
+#                (bench/engine_gpu.py: random-weight Qwen2.5-VL-7B and InternVL3-14B, bf16, 448 px, with
+#                per-stage profiles and the plain-transformers baseline; about 6 minutes for both)
+#   OUT=/tmp/out TRAIN=0 BENCH=qwen BENCH_ARGS="--tiny --device cpu" bash scripts/device_session.sh  # CPU dry run
 #   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny bash scripts/device_session.sh   # dry run
 #
 # Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
@@ -25,6 +29,9 @@ LM_GROUP=${LM_GROUP:-64}
 RESUME=${RESUME:-}
 EXTRA=${EXTRA:-}
 BENCH=${BENCH:-}
+BENCH_ARGS=${BENCH_ARGS:-}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-500}
+TRAIN=${TRAIN:-1}
 RUN=${RUN:-runs/gpu}
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
@@ -35,6 +42,8 @@ mkdir -p "$RUN"
   nproc
 } 2>&1 | tee "$RUN/machine.txt"
 
+# ----- training (TRAIN=1, the default)
+if [ "$TRAIN" = 1 ]; then
 if [ -n "$RESUME" ]; then
   if ls "$RUN"/ckpt_latest.pt.part* >/dev/null 2>&1; then
     cat "$RUN"/ckpt_latest.pt.part* > "$RUN/ckpt_latest.pt" && rm -f "$RUN"/ckpt_latest.pt.part*
@@ -64,11 +73,12 @@ echo "train exit ${PIPESTATUS[0]}"
 kill "$SHIPPER" 2>/dev/null; wait "$SHIPPER" 2>/dev/null
 [ -f "$RUN/ckpt_latest.pt" ] && ship
 tar czf "$OUT/train.tgz" --exclude='*.pt' -C "$RUN" .
+fi
 
 if [ -n "$BENCH" ]; then
   # shellcheck disable=SC2086
-  timeout 170 $PY bench/engine_gpu.py --models $BENCH --out-dir "$OUT" 2>&1 | grep -v "Warning" \
-    > "$OUT/bench.log"
+  timeout "$BENCH_TIMEOUT" $PY bench/engine_gpu.py --models $BENCH --out-dir "$OUT" $BENCH_ARGS 2>&1 \
+    | grep -v "Warning" > "$OUT/bench.log"
   echo "bench exit ${PIPESTATUS[0]}"
   tail -c 3000 "$OUT/bench.log"
 fi

@@ -134,10 +134,10 @@ def test_a_call_during_an_introduction_can_fail_fast_with_busy_error(engine):
     started, release = threading.Event(), threading.Event()
     real = engine.backend.encode_images
 
-    def slow_encode(images):
+    def slow_encode(images, **kwargs):
         started.set()
         release.wait(10)
-        return real(images)
+        return real(images, **kwargs)
 
     engine.backend.encode_images = slow_encode
     try:
@@ -155,7 +155,7 @@ def test_a_call_during_an_introduction_can_fail_fast_with_busy_error(engine):
 
 
 def test_out_of_device_memory_becomes_a_clear_error_and_changes_nothing(engine):
-    def oom(images):
+    def oom(images, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     engine.backend.encode_images = oom

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .backends.base import Backend, VisualTokens
+from .backends.base import PREPROCESS_METHODS, Backend, VisualTokens
 from .calibration import CALIBRATION_FILE, Calibration, default_layers
 from .compose import (
     CONTEXT_MODES,
@@ -75,6 +75,9 @@ class EngineConfig:
     #: most yes/no questions run as one batch (bounds activation memory with many concepts)
     question_batch: int = 16
     max_new_tokens: int = 64
+    #: image preprocessing: "tensor" (torch ops on the model's device; the image processor remains the
+    #: fallback for processors it does not cover) or "pil" (always the image processor)
+    preprocess: str = "tensor"
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
     #: wall-clock deadline of one model call in seconds (introduce, recognize, ask, caption, ...), checked
     #: between forward passes and decode steps; the call then raises RequestTimeoutError. 0 disables it.
@@ -98,6 +101,8 @@ class EngineConfig:
         if not (isinstance(self.request_timeout_s, (int, float)) and 0.0 <= self.request_timeout_s < float("inf")):
             raise ValueError(f"request_timeout_s must be a finite number of seconds >= 0 (0 disables), "
                              f"got {self.request_timeout_s!r}")
+        if self.preprocess not in PREPROCESS_METHODS:
+            raise ValueError(f"unknown preprocess {self.preprocess!r}; expected one of {PREPROCESS_METHODS}")
         self.introduce.validate()
 
 
@@ -134,6 +139,7 @@ class EgoEngine:
         self.backend = backend
         self.config = config or EngineConfig()
         self.config.validate()
+        backend.preprocess = self.config.preprocess
         if store is None:
             store = ConceptStore(backend.fingerprint(), backend.name, device=backend.device, dtype=backend.dtype)
         self.store = store
@@ -440,7 +446,9 @@ class EgoEngine:
                     raise ValueError(f"concept {n!r} was introduced without keep_reference; "
                                      "the reference_images context needs the stored reference images")
                 # Raw reference images go through the vision tower at inference time, as that baseline does.
-                entry.references = self.backend.encode_images([Image.fromarray(v.reference) for v in mem.views])
+                entry.references = self.backend.encode_images(
+                    [Image.fromarray(v.reference) for v in mem.views],
+                    max_pixels=self.config.introduce.reference_max_pixels)
             entries.append(entry)
         return entries
 

@@ -41,6 +41,11 @@ class IntroduceOptions:
     dynamic_k: K_c from the model's area estimate (paper 3.3); otherwise K_c = K.
     max_tokens / max_fraction: K, absolute or as a fraction of the view's visual tokens (default 20%,
         the paper's ablation budget).
+    reference_max_pixels: pixel budget of a reference view for families that resize to a pixel budget
+        (Qwen's smart resize; fixed-size families ignore it). The default, 448 x 448 (the benchmarks'
+        working resolution, InternVL's tile), bounds a view to 256 visual tokens on Qwen2.5-VL and its
+        memory to K = 52 tokens; with Qwen2.5-VL's own limit a 1080p reference gives 2,691 visual
+        tokens and a 539-token memory. None: the processor's own budget.
     """
 
     selection: str = "attention"
@@ -54,6 +59,7 @@ class IntroduceOptions:
     max_new_tokens: int = 24
     min_new_tokens: int = 0
     area_max_new_tokens: int = 8
+    reference_max_pixels: int | None = 448 * 448
 
     def validate(self) -> None:
         if self.selection not in SELECTIONS:
@@ -68,6 +74,8 @@ class IntroduceOptions:
         check_new_tokens(self.area_max_new_tokens, "IntroduceOptions.area_max_new_tokens")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ValueError("min_new_tokens must lie in 0..max_new_tokens")
+        if self.reference_max_pixels is not None and self.reference_max_pixels < 1:
+            raise ValueError("reference_max_pixels must be at least 1 (or None for the processor's budget)")
         if self.selection == "mask" and not self.masks:
             raise ValueError("selection 'mask' needs one mask per view")
 
@@ -204,7 +212,8 @@ def introduce_views(backend: Backend, runner: Runner, images: list[Image.Image],
     if options.masks is not None and len(options.masks) != len(images):
         raise ValueError(f"{len(options.masks)} masks for {len(images)} views")
     views = []
-    for i, (img, vt) in enumerate(zip(images, backend.encode_images(images))):
+    vts = backend.encode_images(images, max_pixels=options.reference_max_pixels)
+    for i, (img, vt) in enumerate(zip(images, vts)):
         # The keyword and the area prompts share everything up to the end of the image: encode it once.
         probe = view_sequence(backend, vt, backend.prompts.keywords)
         img_end = probe.spans["image::0"][1] + len(backend.visual_frame()[1])

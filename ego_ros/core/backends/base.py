@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import attention
+from .. import attention, preprocess
 from ..prompts import Part, PromptSet, Slot
+
+PREPROCESS_METHODS = ("tensor", "pil")
 
 #: Config keys that say nothing about what the weights compute (paths, dtypes, versions, kernels).
 _VOLATILE_CONFIG_KEYS = {
@@ -79,6 +81,9 @@ class Backend(ABC):
     family: str = ""
     #: True when the LLM takes 3-D (temporal, row, column) rotary positions (Qwen2-VL family).
     mrope: bool = False
+    #: Image preprocessing: "tensor" (torch ops on the model's device, ego_ros.core.preprocess, with the
+    #: image processor as the automatic fallback for what it does not cover) or "pil" (the processor).
+    preprocess: str = "tensor"
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, prompts: PromptSet | None = None,
                  name: str = "") -> None:
@@ -214,12 +219,25 @@ class Backend(ABC):
 
     # ----- images --------------------------------------------------------------------------------------
     @abstractmethod
-    def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
-        """Visual tokens (projector outputs) of each RGB image."""
+    def encode_images(self, images: list[Image.Image], max_pixels: int | None = None) -> list[VisualTokens]:
+        """Visual tokens (projector outputs) of each RGB image.
 
-    def native_inputs(self, text_ids: list[int], images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        """Inputs for the model's own forward (reference path used by tests): processor pixel tensors."""
+        `max_pixels` tightens the pixel budget of families that keep the aspect ratio and resize to a
+        pixel budget (Qwen's smart resize); fixed-size families ignore it."""
+
+    def native_inputs(self, text_ids: list[int], images: list[Image.Image],
+                      method: str | None = None) -> dict[str, torch.Tensor]:
+        """Inputs for the model's own forward (reference path used by tests and baselines)."""
         raise NotImplementedError
+
+    def preprocessing_method(self, method: str | None = None) -> str:
+        """"tensor" or "pil": what `pixel_inputs` will use for `method` (default: `self.preprocess`)."""
+        method = method or self.preprocess
+        if method not in PREPROCESS_METHODS:
+            raise ValueError(f"unknown preprocessing {method!r}; expected one of {PREPROCESS_METHODS}")
+        if method == "tensor" and preprocess.unsupported(self.image_processor) is not None:
+            return "pil"
+        return method
 
     # ----- identity ------------------------------------------------------------------------------------
     def fingerprint(self) -> str:

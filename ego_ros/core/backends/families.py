@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from PIL import Image
 
+from .. import preprocess
+from ..profile import stage
 from .base import Backend, VisualTokens
 
 
@@ -20,14 +22,24 @@ def _whole_image(size: tuple[int, int]) -> tuple[float, float, float, float]:
     return (0.0, 0.0, float(size[0]), float(size[1]))
 
 
+def _square_pixels(backend: Backend, images: list[Image.Image], method: str | None) -> torch.Tensor:
+    """(B, 3, h, w) pixel values of a fixed-size processor (LLaVA's CLIP/SigLIP, InternVL's tile)."""
+    with stage("preprocess"):
+        if backend.preprocessing_method(method) == "tensor":
+            return preprocess.square_pixels(images, backend.image_processor, backend.device, backend.dtype)
+        out = backend.image_processor(images=images, return_tensors="pt")
+        return out["pixel_values"].to(backend.device, backend.dtype)
+
+
 def _square_grid_tokens(backend: Backend, images: list[Image.Image],
                         box: Callable[[tuple[int, int]], tuple[float, float, float, float]]) -> list[VisualTokens]:
     """Visual tokens of towers with a square token grid per image (LLaVA, InternVL single tile)."""
     px = backend.pixel_inputs(images)
     cfg = backend.model.config
-    feats = _pooled(backend.model.model.get_image_features(
-        pixel_values=px["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
-        vision_feature_select_strategy=cfg.vision_feature_select_strategy))
+    with stage("vision"):
+        feats = _pooled(backend.model.model.get_image_features(
+            pixel_values=px["pixel_values"], vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy))
     out = []
     for img, f in zip(images, feats):
         side = int(math.isqrt(f.shape[0]))
@@ -64,15 +76,15 @@ class LlavaBackend(Backend):
         x0, y0 = (rw - cw) / 2 / scale, (rh - ch) / 2 / scale
         return (max(0.0, x0), max(0.0, y0), min(float(w), x0 + cw / scale), min(float(h), y0 + ch / scale))
 
-    def pixel_inputs(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        out = self.image_processor(images=images, return_tensors="pt")
-        return {"pixel_values": out["pixel_values"].to(self.device, self.dtype)}
+    def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
+        return {"pixel_values": _square_pixels(self, images, method)}
 
-    def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
+    def encode_images(self, images: list[Image.Image], max_pixels: int | None = None) -> list[VisualTokens]:
         return _square_grid_tokens(self, images, self._crop_box)
 
-    def native_inputs(self, text_ids: list[int], images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images)}
+    def native_inputs(self, text_ids: list[int], images: list[Image.Image],
+                      method: str | None = None) -> dict[str, torch.Tensor]:
+        return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images, method)}
 
 
 class Qwen25VLBackend(Backend):
@@ -97,14 +109,26 @@ class Qwen25VLBackend(Backend):
     def merge(self) -> int:
         return int(self.model.config.vision_config.spatial_merge_size)
 
-    def pixel_inputs(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        out = self.image_processor(images=images, return_tensors="pt")
-        return {"pixel_values": out["pixel_values"].to(self.device, self.dtype),
-                "image_grid_thw": out["image_grid_thw"].to(self.device)}
+    def pixel_inputs(self, images: list[Image.Image], method: str | None = None,
+                     max_pixels: int | None = None) -> dict[str, torch.Tensor]:
+        """Flat patches and image_grid_thw; `max_pixels` tightens the processor's pixel budget."""
+        proc = self.image_processor
+        with stage("preprocess"):
+            if self.preprocessing_method(method) == "tensor":
+                pv, thw = preprocess.patch_pixels(images, proc, self.device, self.dtype, max_pixels=max_pixels)
+                return {"pixel_values": pv, "image_grid_thw": thw}
+            kwargs = {}
+            if max_pixels is not None:
+                lo, hi = preprocess.pixel_budget(proc, max_pixels)
+                kwargs["size"] = {"shortest_edge": lo, "longest_edge": hi}
+            out = proc(images=images, return_tensors="pt", **kwargs)
+            return {"pixel_values": out["pixel_values"].to(self.device, self.dtype),
+                    "image_grid_thw": out["image_grid_thw"].to(self.device)}
 
-    def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
-        px = self.pixel_inputs(images)
-        feats = _pooled(self.model.model.get_image_features(px["pixel_values"], px["image_grid_thw"]))
+    def encode_images(self, images: list[Image.Image], max_pixels: int | None = None) -> list[VisualTokens]:
+        px = self.pixel_inputs(images, max_pixels=max_pixels)
+        with stage("vision"):
+            feats = _pooled(self.model.model.get_image_features(px["pixel_values"], px["image_grid_thw"]))
         out = []
         for img, f, thw in zip(images, feats, px["image_grid_thw"].tolist()):
             rows, cols = thw[1] // self.merge, thw[2] // self.merge
@@ -114,10 +138,11 @@ class Qwen25VLBackend(Backend):
                                     image_size=img.size))
         return out
 
-    def native_inputs(self, text_ids: list[int], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+    def native_inputs(self, text_ids: list[int], images: list[Image.Image],
+                      method: str | None = None) -> dict[str, torch.Tensor]:
         ids = torch.tensor([text_ids], device=self.device)
         mm = (ids == self.placeholder_id).long()
-        return {"input_ids": ids, "mm_token_type_ids": mm, **self.pixel_inputs(images)}
+        return {"input_ids": ids, "mm_token_type_ids": mm, **self.pixel_inputs(images, method)}
 
 
 class InternVLBackend(Backend):
@@ -143,18 +168,18 @@ class InternVLBackend(Backend):
         end = self.tokenizer.convert_tokens_to_ids("</img>")
         return [int(start)], [int(end)]
 
-    def pixel_inputs(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        out = self.image_processor(images=images, return_tensors="pt")
-        pv = out["pixel_values"]
+    def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
+        pv = _square_pixels(self, images, method)
         if pv.shape[0] != len(images):
             raise RuntimeError(f"expected one tile per image, got {pv.shape[0]} tiles for {len(images)} images")
-        return {"pixel_values": pv.to(self.device, self.dtype)}
+        return {"pixel_values": pv}
 
-    def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
+    def encode_images(self, images: list[Image.Image], max_pixels: int | None = None) -> list[VisualTokens]:
         return _square_grid_tokens(self, images, _whole_image)
 
-    def native_inputs(self, text_ids: list[int], images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images)}
+    def native_inputs(self, text_ids: list[int], images: list[Image.Image],
+                      method: str | None = None) -> dict[str, torch.Tensor]:
+        return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images, method)}
 
 
 class Qwen3VLBackend(Qwen25VLBackend):
@@ -168,9 +193,10 @@ class Qwen3VLBackend(Qwen25VLBackend):
     family = "qwen3_vl"
     deepstack = True
 
-    def encode_images(self, images: list[Image.Image]) -> list[VisualTokens]:
-        px = self.pixel_inputs(images)
-        out = self.model.model.get_image_features(px["pixel_values"], px["image_grid_thw"])
+    def encode_images(self, images: list[Image.Image], max_pixels: int | None = None) -> list[VisualTokens]:
+        px = self.pixel_inputs(images, max_pixels=max_pixels)
+        with stage("vision"):
+            out = self.model.model.get_image_features(px["pixel_values"], px["image_grid_thw"])
         feats = _pooled(out)
         layers = out.deepstack_features
         if layers and isinstance(layers[0], torch.Tensor):
