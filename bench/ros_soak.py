@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from stats import percentiles_ms, rss_mb, slope_per_minute
 
 from ego_ros.ros.demo import NODE_NAME, DemoError, RosGraph, reference_views
 
@@ -39,34 +39,6 @@ WIDTH, HEIGHT, FPS = 640, 480, 30.0
 BASE_CONCEPTS = ("soak_base_a", "soak_base_b")
 NEW_TOKENS = 16
 LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of a process in MB, from /proc (None once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
-def percentiles_ms(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    arr = np.asarray(values) * 1000.0
-    return {"p50": round(float(np.percentile(arr, 50)), 1),
-            "p95": round(float(np.percentile(arr, 95)), 1), "p99": round(float(np.percentile(arr, 99)), 1),
-            "max": round(float(arr.max()), 1)}
-
-
-def slope_mb_per_min(samples: list[tuple[float, float]]) -> float | None:
-    if len(samples) < 3:
-        return None
-    t = np.array([s[0] for s in samples])
-    y = np.array([s[1] for s in samples])
-    return round(float(np.polyfit(t - t[0], y, 1)[0] * 60.0), 3)
 
 
 class ServiceMix:
@@ -231,7 +203,7 @@ def run(args: argparse.Namespace, say) -> dict[str, Any]:
         "failures_total": sum(mix.failures.values()),
         "failures_by_kind": dict(mix.failures.most_common()),
         "rss_mb": {"start": round(rss[0][1], 1) if rss else None, "end": round(rss[-1][1], 1) if rss else None,
-                   "max": round(max(v for _, v in rss), 1) if rss else None, "slope_mb_per_min": slope_mb_per_min(rss),
+                   "max": round(max(v for _, v in rss), 1) if rss else None, "slope_mb_per_min": slope_per_minute(rss),
                    "samples": len(rss)},
         "diagnostics_levels": dict(levels),
         "diagnostics_non_ok_messages": dict(messages.most_common(5)),

@@ -32,38 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from stats import percentiles_ms, rss_mb, slope_per_minute
 
 from ego_ros.ros.demo import DemoError, RosGraph, Sample
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of a process in MB, from /proc (None once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
-def _percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float]:
-    if not values:
-        return {}
-    arr = np.asarray(values) * scale
-    return {"n": len(values), "mean": round(float(arr.mean()), 2), "p50": round(float(np.percentile(arr, 50)), 2),
-            "p90": round(float(np.percentile(arr, 90)), 2), "p99": round(float(np.percentile(arr, 99)), 2),
-            "max": round(float(arr.max()), 2)}
-
-
-def _slope_per_minute(samples: list[tuple[float, float]]) -> float | None:
-    if len(samples) < 3:
-        return None
-    t = np.array([s[0] for s in samples])
-    y = np.array([s[1] for s in samples])
-    return round(float(np.polyfit(t - t[0], y, 1)[0] * 60.0), 3)
 
 
 def concept_instances(n: int) -> list[str]:
@@ -148,14 +121,14 @@ def run_one(model: str, device: str, n_concepts: int, duration: float, warmup: f
         "input_hz": round(frames_in / elapsed, 2),
         "recognitions": len(samples),
         "processed_hz": round(len(samples) / elapsed, 3),
-        "latency_ms": _percentiles([max(0.0, s.arrival - s.stamp) for s in samples]),
-        "node_latency_ms": _percentiles([s.latency_s for s in samples]),
+        "latency_ms": percentiles_ms([max(0.0, s.arrival - s.stamp) for s in samples]),
+        "node_latency_ms": percentiles_ms([s.latency_s for s in samples]),
         "rss_mb": {
             "after_start": round(rss[0][1], 1) if rss else None,
             "measure_start": round(window[0][1], 1) if window else None,
             "measure_end": round(window[-1][1], 1) if window else None,
             "max": round(max(v for _, v in rss), 1) if rss else None,
-            "slope_mb_per_min": _slope_per_minute(window),
+            "slope_mb_per_min": slope_per_minute(window),
             "samples": len(rss),
             # every 10th sample of the measured window: (seconds since it started, MB)
             "series": [(round(t - window[0][0], 1), round(v, 1)) for t, v in window[::10]] if window else [],

@@ -415,11 +415,8 @@ class Runner:
         with stage("decode"):
             out: list[int] = []
             while True:
-                logits[:, suppressed] = float("-inf")
-                if len(out) < min_new_tokens:
-                    logits[:, sorted(eos)] = float("-inf")
-                token = int(logits[0].argmax())
-                if token in eos and len(out) >= min_new_tokens:
+                token = greedy_token(logits, len(out), suppressed, eos, min_new_tokens)
+                if token is None:
                     break
                 out.append(token)
                 if len(out) >= max_new_tokens and capture is None:
@@ -435,6 +432,17 @@ class Runner:
         if capture is not None:
             capture.rows = None
         return out
+
+
+def greedy_token(logits: torch.Tensor, produced: int, suppressed: torch.Tensor, eos: set[int],
+                 min_new_tokens: int) -> int | None:
+    """The greedy next token from logits (1, V), edited in place, after `produced` generated tokens; None
+    when decoding ends. Suppressed ids never win, and end-of-sequence ids cannot until `min_new_tokens`."""
+    logits[:, suppressed] = float("-inf")
+    if produced < min_new_tokens:
+        logits[:, sorted(eos)] = float("-inf")
+    token = int(logits[0].argmax())
+    return None if token in eos else token
 
 
 def common_prefix_length(id_lists: list[list[int]]) -> int:

@@ -28,7 +28,15 @@ import torch
 
 from .attention import Capture
 from .profile import stage
-from .sequence import PrefixCache, Runner, Sequence, sequence_deepstack, sequence_embeds, sequence_positions
+from .sequence import (
+    PrefixCache,
+    Runner,
+    Sequence,
+    greedy_token,
+    sequence_deepstack,
+    sequence_embeds,
+    sequence_positions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +196,8 @@ class StaticDecoder:
             fed = 0
             try:
                 while True:
-                    logits[:, suppressed] = float("-inf")
-                    if len(out) < min_new_tokens:
-                        logits[:, sorted(eos)] = float("-inf")
-                    token = int(logits[0].argmax())
-                    if token in eos and len(out) >= min_new_tokens:
+                    token = greedy_token(logits, len(out), suppressed, eos, min_new_tokens)
+                    if token is None:
                         break
                     out.append(token)
                     if len(out) >= max_new_tokens and capture is None:
