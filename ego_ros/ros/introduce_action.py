@@ -20,7 +20,6 @@ from ..core.introduce import IntroduceOptions
 from ..core.limits import MAX_NOTES_CHARS, check_text
 from ..core.memory import ConceptMemory, MemoryView, validate_name
 from .conversions import (
-    concept_description,
     frame_to_rgb,
     stamp_seconds,
 )
@@ -118,12 +117,8 @@ class IntroduceActionMixin:
                 goal_handle.abort()
             return result
         goal_handle.succeed()
-        self.get_logger().info(f"introduced {name!r} from {len(views)} camera frame(s): {memory.num_tokens} tokens, "
-                               f"keywords {memory.unique_keywords()}")
         result.success = True
-        result.concept = concept_description(memory)
-        self._publish_concepts()
-        self._publish_views(memory, references)
+        result.concept = self._announce_introduction(memory, references, f"{len(views)} camera frame(s)")
         return result
 
 

@@ -13,7 +13,7 @@ import rclpy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from ego_msgs.msg import ConceptList
+from ego_msgs.msg import ConceptDescription, ConceptList
 
 from ..core.engine import EgoEngine
 from ..core.errors import BusyError, EgoError, InvalidImageError
@@ -123,6 +123,16 @@ class RequestHelpersMixin:
                           concepts=[concept_description(m) for m in concepts])
         if rclpy.ok(context=self.context):
             self._concepts_pub.publish(msg)
+
+    def _announce_introduction(self, memory: ConceptMemory, references: list[tuple[np.ndarray, Header]],
+                               source: str) -> ConceptDescription:
+        """After a stored introduction (service or action): log it, publish the concept list and the debug
+        views; the description to answer with."""
+        self.get_logger().info(f"introduced {memory.name!r} from {source}: {memory.num_tokens} tokens, "
+                               f"keywords {memory.unique_keywords()}")
+        self._publish_concepts()
+        self._publish_views(memory, references)
+        return concept_description(memory)
 
     def _publish_views(self, memory: ConceptMemory, references: list[tuple[np.ndarray, Header]]) -> None:
         """Debug: each reference view with the patches its memory kept (if someone watches)."""

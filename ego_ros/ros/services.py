@@ -44,12 +44,8 @@ class ServicesMixin:
                     notes=notes, replace_existing=request.replace)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a response
             return self._fail(response, exc, "introduce_concept")
-        self.get_logger().info(f"introduced {memory.name!r}: {len(memory.views)} view(s), {memory.num_tokens} tokens, "
-                               f"keywords {memory.unique_keywords()}")
         response.success = True
-        response.concept = concept_description(memory)
-        self._publish_concepts()
-        self._publish_views(memory, references)
+        response.concept = self._announce_introduction(memory, references, f"{len(memory.views)} view(s)")
         return response
 
     def _introduce_references(self, request: IntroduceConcept.Request) -> list[tuple[np.ndarray, Header]]:
