@@ -208,5 +208,3 @@ def test_the_node_log_has_no_progress_bar_or_library_warning_by_default(node):
     log = node.log_text()
     assert "it/s]" not in log and "Loading weights" not in log
     assert "Warning" not in log and "warn(" not in log
-
-

@@ -70,4 +70,3 @@ def settle(target: Future, job: ConcurrentFuture) -> None:
         target.set_exception(job.exception())
     else:
         target.set_result(job.result())
-

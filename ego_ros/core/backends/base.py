@@ -231,7 +231,7 @@ class Backend(ABC):
         raise NotImplementedError
 
     def preprocessing_method(self, method: str | None = None) -> str:
-        """"tensor" or "pil": what `pixel_inputs` will use for `method` (default: `self.preprocess`)."""
+        """Say which path `pixel_inputs` takes for `method` ("tensor" or "pil"; default `self.preprocess`)."""
         method = method or self.preprocess
         if method not in PREPROCESS_METHODS:
             raise ValueError(f"unknown preprocessing {method!r}; expected one of {PREPROCESS_METHODS}")
