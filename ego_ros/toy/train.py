@@ -781,7 +781,11 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         cfg = self.cfg
         if self._eval_sets is None:
-            self._eval_sets = (heldout_match_set(cfg.eval_match), heldout_describe_set(cfg.eval_describe))
+            world = cfg.tasks.world
+            self._eval_sets = (
+                heldout_match_set(cfg.eval_match, world=world),
+                heldout_describe_set(cfg.eval_describe, world=world),
+            )
         match, describe = self._eval_sets
         t0 = time.perf_counter()
         probs = self.yes_probabilities(match)
@@ -791,8 +795,15 @@ class Trainer:
         res["match_auc"] = auc(
             [p for p, s in zip(probs, match) if s.kind == "pos"], [p for p, s in zip(probs, match) if s.kind != "pos"]
         )
-        for kind in ("pos", "hard", "easy"):
+        kinds = [k for k in ("pos", "hard", "lookalike", "easy") if any(s.kind == k for s in match)]
+        for kind in kinds:
             res[f"match_acc_{kind}"] = float(np.mean([c for c, s in zip(correct, match) if s.kind == kind]))
+        if "lookalike" in kinds:
+            # v2: positives against look-alikes only (the glyph is the only difference): the pilot's curve
+            res["match_auc_lookalike"] = auc(
+                [p for p, s in zip(probs, match) if s.kind == "pos"],
+                [p for p, s in zip(probs, match) if s.kind == "lookalike"],
+            )
         forms = [
             "keywords" if s.mode == "keywords" else ("full" if s.entries[0].views[0][1] is None else "mask")
             for s in match
@@ -885,6 +896,7 @@ class Trainer:
                     "step": self.step,
                     "samples": self.samples_seen,
                     "seed": self.cfg.seed,
+                    "world_version": self.cfg.tasks.world,
                     "last_eval": self.history[-1] if self.history else None,
                 },
                 indent=2,
@@ -1101,6 +1113,8 @@ def reproduce_flags(cfg: TrainConfig) -> str:
             parts.append(f"{flag} {getattr(cfg, name)}")
     if cfg.tasks.ramp_steps != default.tasks.ramp_steps:
         parts.append(f"--ramp-steps {cfg.tasks.ramp_steps}")
+    if cfg.tasks.world != default.tasks.world:
+        parts.append(f"--world {cfg.tasks.world}")
     if cfg.tiny:
         parts.append("--tiny")
     return " ".join(parts)
