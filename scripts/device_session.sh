@@ -7,6 +7,8 @@
 #   OUT=/tmp/out bash scripts/device_session.sh                 # on the GPU machine
 #   OUT=/tmp/out RESUME=1 bash scripts/device_session.sh        # continue from runs/gpu/ckpt_latest.pt(.part*)
 #   OUT=/tmp/out BENCH="qwen internvl" bash scripts/device_session.sh   # also the latency benchmark
+#   OUT=/tmp/out WORLD=v2 MINUTES=8 bash scripts/device_session.sh  # a fresh run on toy world v2 (a resume
+#                                                                   # keeps the checkpoint's world)
 #   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny bash scripts/device_session.sh   # dry run
 #
 # Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
@@ -23,6 +25,7 @@ MINUTES=${MINUTES:-8}
 BATCH=${BATCH:-128}
 LM_GROUP=${LM_GROUP:-64}
 RESUME=${RESUME:-}
+WORLD=${WORLD:-v1}
 EXTRA=${EXTRA:-}
 BENCH=${BENCH:-}
 RUN=${RUN:-runs/gpu}
@@ -44,7 +47,8 @@ if [ -n "$RESUME" ]; then
   ARGS=(--resume "$RUN/ckpt_latest.pt" --steps 100000)
 else
   ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --vision-steps 300
-        --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4)
+        --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4
+        --world "$WORLD")
 fi
 # the checkpoint goes back in 15 MiB parts (checkpoints are written to a temporary file and renamed,
 # so a split never sees half of one)

@@ -53,6 +53,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--export", default=None, metavar="DIR", help="write the model directory here when done")
     p.add_argument("--eval-every", type=int, default=None, metavar="STEPS", help="held-out evaluation interval")
+    p.add_argument(
+        "--eval-match", type=int, default=None, metavar="N", help="held-out recognition samples per evaluation"
+    )
     p.add_argument("--checkpoint-minutes", type=float, default=None, help="checkpoint interval (default 10)")
     p.add_argument(
         "--minutes",
@@ -107,6 +110,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "workers": args.workers,
         "eval_every": args.eval_every,
+        "eval_match": args.eval_match,
         "checkpoint_minutes": args.checkpoint_minutes,
         "steps": args.steps,
         "minutes": args.minutes,
