@@ -49,3 +49,14 @@ def test_the_v2_held_out_evaluation_reports_positives_against_lookalikes():
 def test_v1_evaluation_has_no_lookalike_metric():
     cfg = TrainConfig(tiny=True, steps=0, eval_every=0, threads=1, eval_match=5, eval_describe=2)
     assert "match_auc_lookalike" not in Trainer(cfg).evaluate()
+
+
+def test_a_model_directory_says_which_world_it_was_trained_on(tmp_path: Path):
+    from ego_ros.toy.model_world import model_world
+
+    assert model_world("toy") == "v1"  # the committed weights predate world v2
+    assert model_world(str(tmp_path / "absent")) == "v1"
+    cfg = TrainConfig(tiny=True, steps=0, eval_every=0, threads=1)
+    cfg.tasks.world = "v2"
+    Trainer(cfg).export(tmp_path / "model")
+    assert model_world(str(tmp_path / "model")) == "v2"
