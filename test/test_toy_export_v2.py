@@ -31,7 +31,7 @@ def test_v1_export_pixels_are_bit_identical_to_main():
     h = hashlib.sha256()
     for layout in ("yollava", "thisismy-multi"):
         d = Path(tempfile.mkdtemp())
-        export(d, layout=layout, n_concepts=2, seed=3, views=2, test_per_concept=2, negatives=1)
+        export(d, layout=layout, n_concepts=2, seed=3, views=2, test_per_concept=2, negatives=1, world="v1")
         for p in sorted(d.rglob("*")):
             if p.is_file() and p.suffix == ".png":
                 h.update(str(p.relative_to(d)).encode())
@@ -86,7 +86,7 @@ def test_the_exporter_refuses_concepts_whose_signature_is_in_the_training_space(
 
 
 def test_v1_manifests_label_near_duplicate_and_other_negatives(tmp_path):
-    manifest = export(tmp_path, "yollava", 4, seed=2, **TINY)
+    manifest = export(tmp_path, "yollava", 4, seed=2, world="v1", **TINY)
     assert manifest["world"] == "v1"
     for entry in manifest["concepts"].values():
         assert "signature" not in entry
