@@ -60,3 +60,13 @@ def test_a_model_directory_says_which_world_it_was_trained_on(tmp_path: Path):
     cfg.tasks.world = "v2"
     Trainer(cfg).export(tmp_path / "model")
     assert model_world(str(tmp_path / "model")) == "v2"
+
+
+def test_measuring_a_v2_model_directory_uses_v2_instances(tmp_path: Path):
+    from ego_ros.toy.train import measure_model_dir
+
+    cfg = TrainConfig(tiny=True, steps=0, eval_every=0, threads=1)
+    cfg.tasks.world = "v2"
+    Trainer(cfg).export(tmp_path / "model")
+    res = measure_model_dir(str(tmp_path / "model"), concepts=2, describe=2)
+    assert res["world"] == "v2" and 0.0 <= res["describe_colour"] <= 1.0

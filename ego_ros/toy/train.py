@@ -1010,24 +1010,33 @@ def measure_model_dir(model: str, concepts: int = 20, describe: int = 48, seed: 
     mark. Recognition: each concept is introduced from one reference view with each selection
     ("ego" = attention top-K_c, "uniform", "random", "all", and "keywords" = Ego memory but keyword
     text in context), then asked about 2 scenes holding it, 2 holding a near-duplicate instead (hard)
-    and 1 holding neither (easy). Returns accuracies (threshold 0.5) and ROC AUCs.
+    and 1 holding neither (easy). Returns accuracies (threshold 0.5) and ROC AUCs. A model trained on
+    world v2 (`model_world.model_world`) is measured on v2 instances: its hard negatives are then
+    mostly look-alikes.
     """
     from PIL import Image
 
     from ego_ros.core.engine import EgoEngine
     from ego_ros.core.introduce import IntroduceOptions
 
-    from .attributes import held_out_instances, near_duplicates, sample_near_duplicate
+    from .attributes import held_out_instances, near_duplicates, sample_near_duplicate, sample_signature
+    from .model_world import model_world
     from .scenes import query_scene, reference_scene
 
     engine = EgoEngine.load(model)
     backend, runner = engine.backend, engine.runner
+    world = model_world(model)
     held = held_out_instances()
-    out: dict[str, Any] = {"model": model}
+
+    def held_out_instance(rng: np.random.Generator):
+        inst = held[int(rng.integers(len(held)))]
+        return inst if world == "v1" else inst.with_signature(sample_signature(rng, held_out=True))
+
+    out: dict[str, Any] = {"model": model, "world": world}
     hits: dict[str, list[bool]] = {"colour": [], "shape": [], "pattern": [], "mark": []}
     for i in range(describe):
         rng = np.random.default_rng([seed, 0, i])
-        inst = held[int(rng.integers(len(held)))]
+        inst = held_out_instance(rng)
         img = Image.fromarray(reference_scene(inst, rng, IMAGE_SIZE, distractor_held_out=None).image)
         (vt,) = backend.encode_images([img])
         with torch.inference_mode():
@@ -1050,7 +1059,7 @@ def measure_model_dir(model: str, concepts: int = 20, describe: int = 48, seed: 
     k_c = []
     for c in range(concepts):
         rng = np.random.default_rng([seed, 1, c])
-        inst = held[int(rng.integers(len(held)))]
+        inst = held_out_instance(rng)
         dup = sample_near_duplicate(inst, rng)
         ref = reference_scene(inst, rng, IMAGE_SIZE, distractor_held_out=None)
         queries = []
