@@ -103,6 +103,17 @@ def test_descriptions_stay_category_level_and_the_vocabulary_has_no_signature_wo
     assert signature_name(inst.signature) not in WORLD_VOCABULARY
 
 
+def test_the_tokenizer_is_the_committed_one_and_splits_a_glyph_name_into_pieces():
+    from transformers import AutoTokenizer
+
+    from ego_ros.toy.model_world import BUILTIN_MODEL_DIR
+    from ego_ros.toy.tokenizer import build_tokenizer
+
+    built = build_tokenizer()
+    assert built.get_vocab() == AutoTokenizer.from_pretrained(str(BUILTIN_MODEL_DIR)).get_vocab()
+    assert len(built(signature_name(_v2().signature), add_special_tokens=False)["input_ids"]) > 1
+
+
 def test_lookalikes_share_every_nameable_attribute_and_differ_in_visible_glyph_cells():
     inst = _v2()
     twins = lookalikes(inst)
