@@ -70,3 +70,16 @@ def test_measuring_a_v2_model_directory_uses_v2_instances(tmp_path: Path):
     Trainer(cfg).export(tmp_path / "model")
     res = measure_model_dir(str(tmp_path / "model"), concepts=2, describe=2)
     assert res["world"] == "v2" and 0.0 <= res["describe_colour"] <= 1.0
+
+
+def test_the_lookalike_probe_scores_a_v2_checkpoints_vision_features(tmp_path: Path, capsys):
+    from ego_ros.toy import probe
+
+    out = tmp_path / "run"
+    assert main(_args(out, "--world", "v2", "--steps", "1", "--eval-every", "0")) == 0
+    assert probe.main([str(out / CHECKPOINT_LATEST), "--n", "4"]) == 0
+    assert probe.main([str(out / CHECKPOINT_LATEST), "--n", "4", "--untrained"]) == 0
+    trained, untrained = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert trained["step"] == 1 and untrained["step"] == 0 and untrained["untrained"]
+    for rec in (trained, untrained):
+        assert all(0.0 <= rec[k] <= 1.0 for k in ("auc_raw", "auc_head", "paired_raw", "paired_head"))
