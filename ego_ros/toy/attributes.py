@@ -114,7 +114,7 @@ def _signature_held_out(signature: int) -> bool:
     return int.from_bytes(digest, "big") % 1000 < SIGNATURE_HELD_OUT_PER_MILLE
 
 
-#: The two disjoint signature spaces (a partition of SIGNATURES; test_toy_world checks it).
+#: The two disjoint signature spaces (a partition of SIGNATURES; test_toy_world_v2 checks it).
 HELD_OUT_SIGNATURES: tuple[int, ...] = tuple(s for s in SIGNATURES if _signature_held_out(s))
 TRAIN_SIGNATURES: tuple[int, ...] = tuple(s for s in SIGNATURES if not _signature_held_out(s))
 _SIGNATURE_POS: dict[int, int] = {s: i for i, s in enumerate(SIGNATURES)}
