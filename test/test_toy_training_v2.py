@@ -43,7 +43,7 @@ def test_the_v2_held_out_evaluation_reports_positives_against_lookalikes():
     cfg.tasks.world = "v2"
     res = Trainer(cfg).evaluate()
     assert 0.0 <= res["match_auc_lookalike"] <= 1.0
-    assert {"match_acc_lookalike", "match_acc_hard", "match_acc_easy", "match_acc_pos"} <= set(res)
+    assert {"match_acc_lookalike", "match_acc_near_duplicate", "match_acc_easy", "match_acc_pos"} <= set(res)
 
 
 def test_v1_evaluation_has_no_lookalike_metric():

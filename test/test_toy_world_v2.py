@@ -282,6 +282,7 @@ def test_the_v2_contrast_images_pair_instances_with_lookalikes():
 def test_the_v2_held_out_match_set_has_lookalike_negatives_on_held_out_glyphs():
     samples = tasks.heldout_match_set(10, world="v2")
     assert [s.kind for s in samples].count("lookalike") == 2
+    assert [s.kind for s in samples].count("near_duplicate") == 2
     for s in samples:
         if s.mode != "keywords":  # one concept in context
             concept = _main_of(s.images[s.entries[0].views[0][0]])

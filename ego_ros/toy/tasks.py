@@ -43,6 +43,7 @@ from .attributes import (
     ATTRIBUTES,
     COLOURS,
     DEFAULT_WORLD,
+    NEAR_DUPLICATE_KINDS,
     PATTERNS,
     SHAPES,
     Instance,
@@ -181,7 +182,7 @@ class Sample:
     query: list[int]  # image indices of the query image(s)
     question: str
     answer: str
-    kind: str = ""  # match: "pos" / "hard" / "lookalike" / "easy"
+    kind: str = ""  # match: "pos" / "hard" / "lookalike" / "near_duplicate" / "easy"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -419,8 +420,9 @@ def match_sample(
     form: str | None = None,
 ) -> Sample:
     """Recognition in the engine's format. held_out=True draws the concept from held-out instances (for
-    evaluation only; distractors then come from any split). kind "lookalike" (v2 only) is a hard negative
-    whose near-duplicate is a look-alike (same attributes, another glyph)."""
+    evaluation only; distractors then come from any split). Kinds "lookalike" and "near_duplicate" (v2
+    only) are hard negatives whose near-duplicate is a look-alike (same attributes, another glyph) or an
+    other-mark / other-pattern sibling; plain "hard" draws either (look-alikes three times in four)."""
     b = _Builder(rng, cfg)
     if kind is None:
         if rng.random() < 0.5:
@@ -428,12 +430,12 @@ def match_sample(
         else:
             kind = "hard" if rng.random() < cfg.hard_share(step) else "easy"
     split = True if held_out else False
-    if kind == "lookalike" and cfg.world == "v1":
-        raise ValueError("look-alike negatives exist only in world v2")
+    if kind in ("lookalike", "near_duplicate") and cfg.world == "v1":
+        raise ValueError(f"{kind} negatives are a world v2 kind; v1 hard negatives are near-duplicates")
     target = sample_instance(rng, held_out=split, world=cfg.world)
-    dup_kinds = ("signature",) if kind == "lookalike" else None
+    dup_kinds = {"lookalike": ("signature",), "near_duplicate": NEAR_DUPLICATE_KINDS}.get(kind)
     dup = sample_near_duplicate(target, rng, dup_kinds, held_out=None if held_out else False)
-    if kind in ("hard", "lookalike") and dup is None:
+    if kind in ("hard", "lookalike", "near_duplicate") and dup is None:
         kind = "easy"
     n_entries = 1 if held_out else int(rng.choice([1, 2, 3], p=[0.65, 0.28, 0.07]))
     others: list[Instance] = []
@@ -457,7 +459,7 @@ def match_sample(
     exclude = {target}
     if kind == "pos":
         include = [target]
-    elif kind in ("hard", "lookalike"):
+    elif kind in ("hard", "lookalike", "near_duplicate"):
         include = [dup]
     else:
         exclude |= set(near_duplicates(target))
@@ -748,9 +750,11 @@ def heldout_match_set(
     """A fixed evaluation set of recognition samples on held-out instances: 40 % positive, 40 % hard
     negative, 20 % easy negative, the memory forms in turn (one view, one concept in context). In v2
     one of the two hard negatives of every five is a look-alike (kind "lookalike": its held-out glyph
-    is the only difference), the other a mark / pattern near-duplicate (kind "hard")."""
+    is the only difference), the other a mark / pattern near-duplicate (kind "near_duplicate")."""
     cfg = TaskConfig(big_render_p=0.0, world=world)
-    kinds = ("pos", "pos", "hard", "hard", "easy") if world == "v1" else ("pos", "pos", "lookalike", "hard", "easy")
+    kinds = ("pos", "pos", "hard", "hard", "easy")
+    if world == "v2":
+        kinds = ("pos", "pos", "lookalike", "near_duplicate", "easy")
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])

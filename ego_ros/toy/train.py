@@ -795,7 +795,7 @@ class Trainer:
         res["match_auc"] = auc(
             [p for p, s in zip(probs, match) if s.kind == "pos"], [p for p, s in zip(probs, match) if s.kind != "pos"]
         )
-        kinds = [k for k in ("pos", "hard", "lookalike", "easy") if any(s.kind == k for s in match)]
+        kinds = [k for k in ("pos", "hard", "lookalike", "near_duplicate", "easy") if any(s.kind == k for s in match)]
         for kind in kinds:
             res[f"match_acc_{kind}"] = float(np.mean([c for c, s in zip(correct, match) if s.kind == kind]))
         if "lookalike" in kinds:
