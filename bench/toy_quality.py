@@ -5,7 +5,12 @@ sibling concept, so hard negatives are in the test set), then runs the paper's r
 (every test image against every concept, each concept alone in context) through the engine for each
 method, and writes a JSON file and a Markdown table with the seeds used.
 
-Usage: python bench/toy_quality.py [--model toy] [--concepts 12] [--seed 0] [--out bench/results/toy_quality.json]
+With ``--world v2`` (the default for a model trained on world v2, read from its training_state.json)
+the export's sibling concepts are look-alikes that differ only in their identity glyph; every run also
+reports ROC AUC against each negative kind (look-alikes, near-duplicates, other concepts) apart.
+
+Usage: python bench/toy_quality.py [--model toy] [--concepts 12] [--seed 0] [--world auto|v1|v2]
+       [--out bench/results/toy_quality.json]
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ import torch
 
 from ego_ros.core.engine import EgoEngine
 from ego_ros.eval.methods import get_method
+from ego_ros.eval.negatives import NEGATIVE_KINDS
 from ego_ros.eval.runner import run_eval
+from ego_ros.toy.attributes import WORLDS
 from ego_ros.toy.export import export
+from ego_ros.toy.model_world import model_world
 
 #: (row label, eval method, views)
 ROWS = [
@@ -52,12 +60,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench/results/toy_quality.json")
     p.add_argument("--markdown", default=None, help="also write the table here (default: next to --out)")
+    p.add_argument("--world", default="auto", choices=("auto", *WORLDS),
+                   help="toy world of the export (auto: the one the model was trained on; v1 if unknown)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    world = model_world(args.model) if args.world == "auto" else args.world
 
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="toy_quality_"))
     if not (data / "toy_manifest.json").is_file():
-        export(data, "yollava", args.concepts, seed=args.seed, views=5, test_per_concept=args.test_per_concept)
+        export(data, "yollava", args.concepts, seed=args.seed, views=5, test_per_concept=args.test_per_concept,
+               world=world)
     engine = EgoEngine.load(args.model)
     runs_dir = Path(tempfile.mkdtemp(prefix="toy_quality_runs_"))
     rows = []
@@ -77,28 +89,33 @@ def main() -> None:
                      "precision": rec["precision"], "recall": rec["recall"], "f1": rec["f1_of_means"],
                      "mean_f1": rec["mean_f1"], "accuracy": rec["accuracy"], "auc": rec["auc"],
                      "tokens_per_concept": mean(tokens) if tokens else None,
+                     "auc_by_negative_kind": {k: v["auc"] for k, v in rec.get("by_negative_kind", {}).items()},
                      "decisions": rec["num_decisions"], "seconds": round(time.perf_counter() - t0, 1)})
         print(json.dumps(rows[-1]), flush=True)
     full_tokens = next((r["tokens_per_concept"] for r in rows if r["eval_method"] == "full-visual"), None)
     result = {"model": args.model, "fingerprint": engine.backend.fingerprint(), "export_seed": args.seed,
+              "world": world,
               "concepts": args.concepts, "test_per_concept": args.test_per_concept, "protocol":
               "every test image against every concept, one concept in context (single-concept)",
               "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    lines = [f"Toy benchmark: {args.concepts} held-out concepts (export seed {args.seed}, "
+    lines = [f"Toy benchmark: {args.concepts} held-out concepts (world {world}, export seed {args.seed}, "
              f"{args.test_per_concept} test images each, 5 reference views), model `{args.model}` "
-             f"(fingerprint {result['fingerprint'][:12]}).", "",
-             "| method | views | visual tokens/concept | precision | recall | F1 | mean F1 | accuracy | ROC AUC |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"(fingerprint {result['fingerprint'][:12]}). AUC vs a kind: every positive against the "
+             "negatives of that kind only.", "",
+             "| method | views | visual tokens/concept | precision | recall | F1 | mean F1 | accuracy | ROC AUC "
+             "| AUC vs look-alikes | AUC vs near-duplicates | AUC vs others |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         share = ""
         if full_tokens and r["tokens_per_concept"] is not None:
             share = f" ({100 * r['tokens_per_concept'] / full_tokens:.0f}%)"
         lines.append(f"| {r['method']} | {r['views']} | {_fmt(r['tokens_per_concept'], 1)}{share} | "
                      f"{_fmt(r['precision'])} | {_fmt(r['recall'])} | {_fmt(r['f1'])} | {_fmt(r['mean_f1'])} | "
-                     f"{_fmt(r['accuracy'])} | {_fmt(r['auc'])} |")
+                     f"{_fmt(r['accuracy'])} | {_fmt(r['auc'])} | "
+                     + " | ".join(_fmt(r["auc_by_negative_kind"].get(k)) for k in NEGATIVE_KINDS) + " |")
     md = Path(args.markdown) if args.markdown else out.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -11,6 +11,8 @@
 #                (bench/engine_gpu.py: random-weight Qwen2.5-VL-7B and InternVL3-14B, bf16, 448 px, with
 #                per-stage profiles and the plain-transformers baseline; about 6 minutes for both)
 #   OUT=/tmp/out TRAIN=0 BENCH=qwen BENCH_ARGS="--tiny --device cpu" bash scripts/device_session.sh  # CPU dry run
+#   OUT=/tmp/out WORLD=v2 MINUTES=8 bash scripts/device_session.sh  # a fresh run on toy world v2 (a resume
+#                                                                   # keeps the checkpoint's world)
 #   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny bash scripts/device_session.sh   # dry run
 #
 # Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
@@ -27,6 +29,7 @@ MINUTES=${MINUTES:-8}
 BATCH=${BATCH:-128}
 LM_GROUP=${LM_GROUP:-64}
 RESUME=${RESUME:-}
+WORLD=${WORLD:-v1}
 EXTRA=${EXTRA:-}
 BENCH=${BENCH:-}
 BENCH_ARGS=${BENCH_ARGS:-}
@@ -53,7 +56,8 @@ if [ -n "$RESUME" ]; then
   ARGS=(--resume "$RUN/ckpt_latest.pt" --steps 100000)
 else
   ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --vision-steps 300
-        --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4)
+        --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4
+        --world "$WORLD")
 fi
 # the checkpoint goes back in 15 MiB parts (checkpoints are written to a temporary file and renamed,
 # so a split never sees half of one)

@@ -66,6 +66,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .negatives import load_negative_kinds
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 KINDS = ("yollava", "myvlm", "thisismy", "thisismy-multi", "rap", "videoqa")
 #: Size of MyVLM's fixed reference pool (the paper's largest setting is 5 views).
@@ -174,6 +176,8 @@ class Dataset:
     captions: list[CaptionItem] = field(default_factory=list)
     videos: list[VideoItem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: {concept: {other concept: negative kind}} from a toy export's manifest (`ego_ros.eval.negatives`)
+    negative_kinds: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def multi_concept(self) -> bool:
@@ -574,7 +578,10 @@ def read_yollava(path: Path, views: int = 1) -> Dataset:
         vqa = _build_vqa(qa_file, [qa_file.parent, root, root.parent], concepts, notes, _folder_group(concepts))
     else:
         notes.append("yollava-visual-qa.json not found: no VQA task")
-    return Dataset("yollava", root, views, concepts, recognition=samples, vqa=vqa, notes=notes)
+    return Dataset(
+        "yollava", root, views, concepts, recognition=samples, vqa=vqa, notes=notes,
+        negative_kinds=load_negative_kinds(root),
+    )  # fmt: skip
 
 
 def _folder_group(concepts: Sequence[Concept]) -> Any:
@@ -764,8 +771,9 @@ def read_thisismy_multi(path: Path, views: int = 1) -> Dataset:
     if not vqa:
         notes.append("no VQA/*.json questions: no VQA task")
     return Dataset(
-        "thisismy-multi", root, views, concepts, recognition=samples, vqa=vqa, captions=captions, notes=notes
-    )
+        "thisismy-multi", root, views, concepts, recognition=samples, vqa=vqa, captions=captions, notes=notes,
+        negative_kinds=load_negative_kinds(root),
+    )  # fmt: skip
 
 
 def read_rap(path: Path, views: int = 1) -> Dataset:

@@ -215,6 +215,20 @@ def _recognition_section(r: dict[str, Any], plots: dict[str, str]) -> list[str]:
         ),
         "",
     ]
+    if r.get("by_negative_kind"):
+        out += [
+            "By negative kind (every positive against the negatives of one kind; look-alikes differ from "
+            "the concept only in what words cannot name):",
+            "",
+            _table(
+                ("negative kind", "negatives", "AUC", "false-positive rate", "mean P(yes)"),
+                [
+                    (k, d["negatives"], pct(d["auc"]), pct(d["false_positive_rate"]), pct(d["mean_probability"]))
+                    for k, d in r["by_negative_kind"].items()
+                ],
+            ),
+            "",
+        ]
     if r.get("excluded"):
         out += [f"Groups without positive test images (left out of the averages): {', '.join(r['excluded'])}", ""]
     if "concept_level" in r:

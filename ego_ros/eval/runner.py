@@ -19,7 +19,8 @@ Output folder (``out_dir``):
                  "notes": [...]},
      "metrics": {"recognition": {see metrics.recognition_metrics, plus "confusion": {"groups", "matrix"},
                                  "not_considered" (decisions on concepts the engine's similarity filter
-                                 left out) and, for multi-concept data, "concept_level"},
+                                 left out), for multi-concept data "concept_level", and for toy
+                                 exports "by_negative_kind" (see eval.negatives)},
                  "vqa" / "video_qa": {see metrics.accuracy_metrics, plus "kind": "multiple_choice" |
                                       "open" | "mixed", "judge", "unparseable"},
                  "captioning": {see metrics.caption_recall}},
@@ -66,6 +67,7 @@ from .metrics import (
     recognition_metrics,
     timing_summary,
 )
+from .negatives import negative_kind, negative_kind_breakdown
 from .protocols import PROTOCOL_VERSION, ab_correct, caption_mentions, format_ab_question, parse_choice, sample_frames
 from .report import REPORT_FILE, RESULTS_FILE, render_report, write_plots
 
@@ -652,6 +654,12 @@ def _assemble(
         groups = ds.groups()
         decisions = group_decisions(samples, groups, predictions)
         rec = recognition_metrics(decisions)
+        if ds.negative_kinds:  # a toy export labels its negatives: look-alike, near-duplicate, other
+            present = dict(samples)
+            members = {group_name(g): tuple(g) for g in groups}
+            rec["by_negative_kind"] = negative_kind_breakdown(
+                decisions, lambda d: negative_kind(members[d.group], present[d.image], ds.negative_kinds)
+            )
         names = [group_name(g) for g in groups]
         rec["confusion"] = {"groups": names, "matrix": confusion_matrix(decisions, names)}
         if ds.multi_concept:

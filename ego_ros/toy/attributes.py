@@ -18,6 +18,17 @@ Held-out split (stable, documented rule): an instance is held out when the first
 never changes unless an attribute is renamed. The toy model trains only on non-held-out instances;
 exports draw their personal concepts only from held-out ones.
 
+World versions (``WORLDS``): in ``"v1"`` (the default, what the committed weights were trained on) an
+instance *is* its four attributes. In ``"v2"`` every instance also carries an identity *signature*
+that the vocabulary cannot name: a glyph of 4 lit cells of a 3x3 grid drawn on the object's body
+(`ego_ros.toy.render` draws it, rotated and lit with the object). There are ``len(SIGNATURES)`` = 126
+glyphs; a *look-alike* of a v2 instance has the same four attributes and another glyph, so only
+pixels tell them apart. Signatures are split like the instances, by a hash of their name:
+``SIGNATURE_HELD_OUT_PER_MILLE`` of them are held out, and a v2 instance must carry a signature of
+its own split (held-out attributes with a held-out signature, training attributes with a training
+signature; `Instance` refuses anything else), so a training instance and an evaluation instance
+never share a signature, by construction.
+
 Text: ``instance.keywords`` is ``(colour, shape, pattern, mark colour + "-mark", mark position)``, e.g.
 ``("red", "star", "striped", "black-mark", "top")``. ``WORLD_VOCABULARY`` lists every word these
 keywords use, so a word-level tokenizer can be built from it.
@@ -36,6 +47,10 @@ from ego_ros.core.errors import EgoError
 
 #: Version of the world's rules (attributes, drawing, split). Exports record it; bump on any change.
 WORLD_VERSION = "1.0"
+#: Selectable worlds and the rules version each one follows. "v1" stays the default everywhere until
+#: weights trained on "v2" replace the committed ones.
+WORLDS: dict[str, str] = {"v1": WORLD_VERSION, "v2": "2.0"}
+DEFAULT_WORLD = "v1"
 
 
 class WorldError(EgoError, ValueError):
@@ -71,6 +86,44 @@ ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
 }
 N_INSTANCES = len(SHAPES) * len(COLOURS) * len(PATTERNS) * len(MARKS)
 
+#: v2 identity signatures: 9-bit masks over a 3x3 grid (bit 3 * row + column), exactly 4 cells lit, so
+#: two different glyphs always differ in at least two cells. Ordered by mask value.
+GLYPH_GRID = 3
+GLYPH_CELLS = 4
+SIGNATURES: tuple[int, ...] = tuple(m for m in range(1 << GLYPH_GRID**2) if bin(m).count("1") == GLYPH_CELLS)
+SIGNATURE_HELD_OUT_PER_MILLE = 250
+#: Unit of ``Instance.uid`` for v2 instances: uid = N_INSTANCES + index * SIGNATURE_SPAN + signature
+#: position, so v1 uids (= index) and v2 uids never collide.
+SIGNATURE_SPAN = len(SIGNATURES)
+
+
+def check_world(world: str) -> str:
+    """`world` if it names a world of WORLDS, else a WorldError."""
+    if world not in WORLDS:
+        raise WorldError(f"unknown world {world!r}; choose one of {', '.join(WORLDS)}")
+    return world
+
+
+def signature_name(signature: int) -> str:
+    """``"g"`` + three hex digits of the glyph mask, as in instance keys (``g01e``)."""
+    return f"g{signature:03x}"
+
+
+def _signature_held_out(signature: int) -> bool:
+    digest = hashlib.blake2b(f"glyph-{signature_name(signature)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 1000 < SIGNATURE_HELD_OUT_PER_MILLE
+
+
+#: The two disjoint signature spaces (a partition of SIGNATURES; test_toy_world_v2 checks it).
+HELD_OUT_SIGNATURES: tuple[int, ...] = tuple(s for s in SIGNATURES if _signature_held_out(s))
+TRAIN_SIGNATURES: tuple[int, ...] = tuple(s for s in SIGNATURES if not _signature_held_out(s))
+_SIGNATURE_POS: dict[int, int] = {s: i for i, s in enumerate(SIGNATURES)}
+
+
+def signature_space(held_out: bool) -> tuple[int, ...]:
+    """The signatures instances of a split may carry."""
+    return HELD_OUT_SIGNATURES if held_out else TRAIN_SIGNATURES
+
 
 #: Objects rotate by at most this much either way, so "top" marks and square-vs-diamond stay distinct.
 MAX_ROTATION_DEG = 25.0
@@ -88,12 +141,14 @@ WORLD_VOCABULARY: tuple[str, ...] = (
 
 @dataclass(frozen=True, order=True)
 class Instance:
-    """One personal object: attribute ids into SHAPES, COLOURS, PATTERNS and MARKS."""
+    """One personal object: attribute ids into SHAPES, COLOURS, PATTERNS and MARKS, and in world v2 a
+    `signature` (a mask of SIGNATURES from the signature space of the instance's own split)."""
 
     shape: int
     colour: int
     pattern: int
     mark: int
+    signature: int | None = None
 
     def __post_init__(self) -> None:
         for attr in ATTRIBUTES:
@@ -102,6 +157,19 @@ class Instance:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < n:
                 raise WorldError(f"Instance.{attr} must be an int in [0, {n}), got {value!r}")
             object.__setattr__(self, attr, int(value))
+        sig = self.signature
+        if sig is not None:
+            if isinstance(sig, bool) or not isinstance(sig, (int, np.integer)) or int(sig) not in _SIGNATURE_POS:
+                raise WorldError(f"Instance.signature must be one of the {len(SIGNATURES)} glyph masks, got {sig!r}")
+            object.__setattr__(self, "signature", int(sig))
+            # The seed-space guarantee: a held-out instance never carries a training signature and
+            # a training instance never a held-out one.
+            if _signature_held_out(int(sig)) != self.category.is_held_out:
+                split = "held-out" if self.category.is_held_out else "training"
+                raise WorldError(
+                    f"signature {signature_name(int(sig))} is not in the {split} signature space of "
+                    f"{self.category.key}"
+                )
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -119,10 +187,26 @@ class Instance:
     def from_key(cls, key: str) -> Instance:
         """Inverse of ``Instance.key``."""
         parts = key.split("-")
-        if len(parts) != 5:
-            raise WorldError(f"instance key must read colour-shape-pattern-markcolour-position, got {key!r}")
-        colour, shape, pattern, mark_colour, position = parts
-        return cls.from_names(shape, colour, pattern, f"{mark_colour}-{position}")
+        if len(parts) not in (5, 6):
+            raise WorldError(
+                f"instance key must read colour-shape-pattern-markcolour-position[-gXXX], got {key!r}"
+            )
+        colour, shape, pattern, mark_colour, position = parts[:5]
+        inst = cls.from_names(shape, colour, pattern, f"{mark_colour}-{position}")
+        if len(parts) == 5:
+            return inst
+        sig = parts[5]
+        try:
+            value = int(sig[1:], 16) if sig.startswith("g") and len(sig) == 4 else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise WorldError(f"signature part of an instance key must read gXXX (hex), got {sig!r} in {key!r}")
+        return inst.with_signature(value)
+
+    def with_signature(self, signature: int | None) -> Instance:
+        """The same attributes with another signature (None: the v1 instance)."""
+        return Instance(self.shape, self.colour, self.pattern, self.mark, signature)
 
     @classmethod
     def from_index(cls, index: int) -> Instance:
@@ -137,7 +221,26 @@ class Instance:
     # -- names and text -----------------------------------------------------------------------------
     @property
     def index(self) -> int:
+        """Index of the attribute tuple (the same for every signature)."""
         return ((self.shape * len(COLOURS) + self.colour) * len(PATTERNS) + self.pattern) * len(MARKS) + self.mark
+
+    @property
+    def world(self) -> str:
+        """"v2" when the instance carries a signature, else "v1"."""
+        return "v1" if self.signature is None else "v2"
+
+    @property
+    def category(self) -> Instance:
+        """The nameable part: the v1 instance with the same attributes (itself in v1)."""
+        return self if self.signature is None else _ALL[self.index]
+
+    @property
+    def uid(self) -> int:
+        """Identity number: `index` in v1; a distinct number per (attributes, signature) in v2 (see
+        SIGNATURE_SPAN). `instance_from_uid` inverts it."""
+        if self.signature is None:
+            return self.index
+        return N_INSTANCES + self.index * SIGNATURE_SPAN + _SIGNATURE_POS[self.signature]
 
     @property
     def shape_name(self) -> str:
@@ -170,8 +273,11 @@ class Instance:
 
     @cached_property
     def key(self) -> str:
-        """Stable readable id, ``"red-star-striped-black-top"``; the held-out hash is taken of it."""
+        """Stable readable id, ``"red-star-striped-black-top"`` (v2: ``"red-star-striped-black-top-g01e"``);
+        the held-out hash is taken of the attribute part."""
         parts = (self.colour_name, self.shape_name, self.pattern_name, self.mark_colour, self.mark_position)
+        if self.signature is not None:
+            parts = (*parts, signature_name(self.signature))
         return "-".join(parts)
 
     @property
@@ -193,11 +299,23 @@ class Instance:
     # -- split ----------------------------------------------------------------------------------------
     @cached_property
     def is_held_out(self) -> bool:
-        return _held_out_by_key(self.key)
+        return _held_out_by_key(self.category.key)
 
     def differing_attributes(self, other: Instance) -> tuple[str, ...]:
-        """Names of the attributes in which two instances differ."""
-        return tuple(a for a in ATTRIBUTES if getattr(self, a) != getattr(other, a))
+        """Names of the attributes in which two instances differ ("signature" included in v2)."""
+        diff = tuple(a for a in ATTRIBUTES if getattr(self, a) != getattr(other, a))
+        return diff + (("signature",) if self.signature != other.signature else ())
+
+    def negative_kind(self, other: Instance) -> str:
+        """How `other` relates to this instance as a negative: "lookalike" (every nameable attribute the
+        same, another signature: only pixels tell them apart), "near_duplicate" (same shape and colour,
+        another mark or pattern) or "other"."""
+        diff = [a for a in ATTRIBUTES if getattr(self, a) != getattr(other, a)]
+        if not diff:
+            return "lookalike" if self.signature != other.signature else "same"
+        if len(diff) == 1 and diff[0] in NEAR_DUPLICATE_KINDS:
+            return "near_duplicate"
+        return "other"
 
 
 def _held_out_by_key(key: str) -> bool:
@@ -241,53 +359,135 @@ def training_instances() -> tuple[Instance, ...]:
     return tuple(_ALL[i] for i in TRAIN_INDICES)
 
 
-def sample_instance(rng: np.random.Generator, held_out: bool | None = False) -> Instance:
-    """Draw one instance uniformly: from the training set (False), the held-out set (True) or all (None)."""
+def instance_from_uid(uid: int) -> Instance:
+    """Inverse of ``Instance.uid``."""
+    uid = int(uid)
+    if 0 <= uid < N_INSTANCES:
+        return _ALL[uid]
+    index, pos = divmod(uid - N_INSTANCES, SIGNATURE_SPAN)
+    if not 0 <= index < N_INSTANCES:
+        raise WorldError(f"no instance has uid {uid}")
+    return _ALL[index].with_signature(SIGNATURES[pos])
+
+
+def sample_signature(rng: np.random.Generator, held_out: bool, exclude: Iterable[int] = ()) -> int:
+    """One signature of a split's space (one draw from `rng`), avoiding `exclude`."""
+    excluded = set(exclude)
+    pool = [s for s in signature_space(held_out) if s not in excluded]
+    if not pool:
+        raise WorldError("no signature left after the exclusions")
+    return pool[int(rng.integers(len(pool)))]
+
+
+def sample_instance(rng: np.random.Generator, held_out: bool | None = False, world: str = DEFAULT_WORLD) -> Instance:
+    """Draw one instance uniformly: from the training set (False), the held-out set (True) or all (None).
+    In world "v2" a second draw gives it a signature of its split's space."""
     if held_out is None:
-        return _ALL[int(rng.integers(N_INSTANCES))]
-    pool = HELD_OUT_INDICES if held_out else TRAIN_INDICES
-    return _ALL[int(pool[rng.integers(len(pool))])]
+        inst = _ALL[int(rng.integers(N_INSTANCES))]
+    else:
+        pool = HELD_OUT_INDICES if held_out else TRAIN_INDICES
+        inst = _ALL[int(pool[rng.integers(len(pool))])]
+    if check_world(world) == "v1":
+        return inst
+    return inst.with_signature(sample_signature(rng, inst.is_held_out))
 
 
 NEAR_DUPLICATE_KINDS: tuple[str, ...] = ("mark", "pattern")
+#: Near-duplicate kinds of a v2 instance: look-alikes (another signature) first, then other mark or pattern.
+NEAR_DUPLICATE_KINDS_V2: tuple[str, ...] = ("signature", *NEAR_DUPLICATE_KINDS)
 
 
-def near_duplicates(instance: Instance, kinds: Sequence[str] = NEAR_DUPLICATE_KINDS) -> tuple[Instance, ...]:
+#: Look-alikes differ in at least this many glyph cells that show on the instance's shape.
+MIN_VISIBLE_GLYPH_DIFFERENCE = 2
+
+
+def lookalikes(instance: Instance) -> tuple[Instance, ...]:
+    """The v2 look-alikes of `instance`: the same four attributes, every other signature of its split's
+    space whose glyph differs in at least MIN_VISIBLE_GLYPH_DIFFERENCE cells that show on this shape
+    with this mark (cells under the mark or off the silhouette do not count). Empty for a v1 instance."""
+    if instance.signature is None:
+        return ()
+    return _lookalikes(instance)
+
+
+@lru_cache(maxsize=16384)
+def _lookalikes(instance: Instance) -> tuple[Instance, ...]:
+    # Imported here because the renderer, which owns the glyph geometry, imports this module.
+    from .render import visible_glyph_cells
+
+    visible = visible_glyph_cells(instance.shape_name, instance.mark % len(MARK_POSITIONS))
+    sig = instance.signature
+    return tuple(
+        instance.with_signature(s)
+        for s in signature_space(instance.is_held_out)
+        if bin((s ^ sig) & visible).count("1") >= MIN_VISIBLE_GLYPH_DIFFERENCE
+    )
+
+
+def near_duplicates(instance: Instance, kinds: Sequence[str] | None = None) -> tuple[Instance, ...]:
     """Instances that differ from `instance` in exactly one attribute, that attribute being one of `kinds`.
 
     The default kinds give the hard negatives of the world: same shape and colour, another mark
-    (7) or another pattern (5). Ordered by index.
+    (7) or another pattern (5), ordered by index; for a v2 instance also its look-alikes (kind
+    "signature", first), and its mark / pattern siblings carry a signature of their own split: the
+    instance's own when that split is the same, else the one at the same position of the other space.
     """
+    if kinds is None:
+        kinds = NEAR_DUPLICATE_KINDS if instance.signature is None else NEAR_DUPLICATE_KINDS_V2
     return _near_duplicates(instance, tuple(kinds))
 
 
 @lru_cache(maxsize=16384)
 def _near_duplicates(instance: Instance, kinds: tuple[str, ...]) -> tuple[Instance, ...]:
-    unknown = [k for k in kinds if k not in ATTRIBUTES]
+    allowed = ATTRIBUTES if instance.signature is None else (*ATTRIBUTES, "signature")
+    unknown = [k for k in kinds if k not in allowed]
     if unknown or not kinds:
-        raise WorldError(f"near-duplicate kinds must be a non-empty subset of {ATTRIBUTES}, got {kinds}")
+        raise WorldError(f"near-duplicate kinds must be a non-empty subset of {allowed}, got {kinds}")
     out = set()
     for attr in kinds:
+        if attr == "signature":
+            continue
         for value in range(len(ATTRIBUTE_VALUES[attr])):
             if value != getattr(instance, attr):
                 ids = [value if a == attr else getattr(instance, a) for a in ATTRIBUTES]
                 index = ((ids[0] * len(COLOURS) + ids[1]) * len(PATTERNS) + ids[2]) * len(MARKS) + ids[3]
                 out.add(_ALL[index])
-    return tuple(sorted(out, key=lambda i: i.index))
+    siblings = sorted(out, key=lambda i: i.index)
+    if instance.signature is None:
+        return tuple(siblings)
+    pos = signature_space(instance.is_held_out).index(instance.signature)
+    signed = []
+    for sib in siblings:
+        space = signature_space(sib.is_held_out)
+        same_split = sib.is_held_out == instance.is_held_out
+        signed.append(sib.with_signature(instance.signature if same_split else space[pos % len(space)]))
+    return (lookalikes(instance) if "signature" in kinds else ()) + tuple(signed)
+
+
+#: Share of a v2 instance's sampled near-duplicates that are look-alikes (signature only).
+LOOKALIKE_P = 0.75
 
 
 def sample_near_duplicate(
     instance: Instance,
     rng: np.random.Generator,
-    kinds: Sequence[str] = NEAR_DUPLICATE_KINDS,
+    kinds: Sequence[str] | None = None,
     held_out: bool | None = None,
     exclude: Iterable[Instance] = (),
 ) -> Instance | None:
     """One near-duplicate of `instance` (see `near_duplicates`), optionally restricted to a split.
 
-    Returns None when no candidate is left after the restrictions.
+    For a v2 instance with the default kinds it is a look-alike (another signature) with probability
+    ``LOOKALIKE_P`` (one extra draw), else a mark / pattern sibling. Returns None when no candidate is
+    left after the restrictions.
     """
     excluded = set(exclude)
+    if instance.signature is not None and kinds is None:
+        kinds = ("signature",) if rng.random() < LOOKALIKE_P else NEAR_DUPLICATE_KINDS
+        found = sample_near_duplicate(instance, rng, kinds, held_out, excluded)
+        if found is not None or kinds == NEAR_DUPLICATE_KINDS:
+            return found
+        kinds = NEAR_DUPLICATE_KINDS
     pool = [
         d
         for d in near_duplicates(instance, kinds)

@@ -11,8 +11,8 @@ or at once, through ``register(subparsers, extra=[register_train])``. Every comm
 top-level ``main`` runs ``return args.func(args)``.
 
 ``ego-ros toy export --layout yollava|thisismy-multi --concepts N --seed S --out DIR [--size PX]
-[--views V] [--test-per-concept T] [--negatives K] [--overwrite]`` writes a benchmark (see
-`ego_ros.toy.export`).
+[--views V] [--test-per-concept T] [--negatives K] [--overwrite] [--world v1|v2]`` writes a benchmark
+(see `ego_ros.toy.export`); ``--world v2`` gives the concepts identity glyphs and look-alike siblings.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable
 
-from .attributes import WorldError
+from .attributes import DEFAULT_WORLD, WORLDS, WorldError
 from .export import LAYOUTS, ExportError, export
 
 Registrar = Callable[[argparse._SubParsersAction], object]
@@ -61,6 +61,9 @@ def register_export(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
     )
     p.add_argument("--negatives", type=int, default=4, metavar="K", help="yollava negative_example images per concept")
     p.add_argument("--overwrite", action="store_true", help="replace a previous toy export in DIR")
+    p.add_argument(
+        "--world", choices=tuple(WORLDS), default=DEFAULT_WORLD, help="toy world (default v1; v2: identity glyphs)"
+    )
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run_export)
     return p
@@ -80,13 +83,14 @@ def run_export(args: argparse.Namespace) -> int:
             negatives=args.negatives,
             overwrite=args.overwrite,
             progress=progress,
+            world=args.world,
         )
     except (ExportError, WorldError) as exc:
         print(f"ego-ros toy export: error: {exc}", file=sys.stderr)
         return 2
     print(
         f"wrote {len(manifest['images'])} images of {len(manifest['concepts'])} concepts "
-        f"({args.layout}, seed {args.seed}) to {args.out}"
+        f"({args.layout}, world {args.world}, seed {args.seed}) to {args.out}"
     )
     return 0
 
@@ -102,6 +106,7 @@ def register_masks(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (default 64)")
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--world", choices=tuple(WORLDS), default=DEFAULT_WORLD, help="toy world (default v1)")
     p.set_defaults(func=run_masks)
     return p
 
@@ -110,7 +115,7 @@ def run_masks(args: argparse.Namespace) -> int:
     from .export import export_mask_folder
 
     try:
-        n = export_mask_folder(args.out, args.count, seed=args.seed, size=args.size)
+        n = export_mask_folder(args.out, args.count, seed=args.seed, size=args.size, world=args.world)
     except (ExportError, WorldError) as exc:
         print(f"ego-ros toy masks: error: {exc}", file=sys.stderr)
         return 2

@@ -35,6 +35,15 @@ is a hard negative for pair (A, B). Both layouts also write ``toy_manifest.json`
 versions, arguments, each concept's instance, and for every image its role, the concepts it holds and
 its full scene spec (`ego_ros.toy.render.scene_spec_from_dict` re-renders it exactly).
 
+``world="v2"`` (``ego-ros toy export --world v2``): concepts carry identity glyphs, and each sibling group
+is a held-out instance and a *look-alike* of it (every nameable attribute the same, another held-out
+glyph), so the sibling's test images are negatives that only pixels reject. Every concept's manifest
+entry lists ``negative_kinds``: for each other concept, "lookalike" (differs only in the glyph),
+"near_duplicate" (same shape and colour, another mark or pattern) or "other"; `ego_ros.eval` reads
+it and reports recognition per negative kind. Before writing, the exporter checks that no concept
+carries a training signature (`check_signature_spaces`); `ego_ros.toy.attributes` guarantees it by
+construction.
+
 Same arguments give byte-identical files: every image comes from its own Generator seeded by
 ``(seed, role, concept, n)``, PNGs are written by OpenCV with fixed options, JSON with fixed key order.
 """
@@ -58,13 +67,19 @@ from ego_ros.core.errors import EgoError
 
 from .attributes import (
     ATTRIBUTES,
+    DEFAULT_WORLD,
+    HELD_OUT_SIGNATURES,
     MARK_COLOURS,
-    WORLD_VERSION,
+    TRAIN_SIGNATURES,
+    WORLDS,
     Instance,
     ab_options,
+    check_world,
     held_out_instances,
+    lookalikes,
     near_duplicates,
     sample_instance,
+    signature_name,
 )
 from .render import Scene
 from .scenes import query_scene, reference_scene
@@ -140,9 +155,10 @@ class Concept:
     siblings: tuple[str, ...]
     sibling_instances: tuple[Instance, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, others: Sequence[Concept] = ()) -> dict[str, Any]:
+        """Manifest entry; `others` (the export's other concepts) give ``negative_kinds``."""
         inst = self.instance
-        return {
+        out: dict[str, Any] = {
             "instance": inst.key,
             "index": inst.index,
             "attributes": inst.names,
@@ -154,6 +170,11 @@ class Concept:
                 s: list(inst.differing_attributes(o)) for s, o in zip(self.siblings, self.sibling_instances)
             },
         }
+        if inst.signature is not None:
+            out["signature"] = signature_name(inst.signature)
+        if others:
+            out["negative_kinds"] = {o.name: inst.negative_kind(o.instance) for o in others if o.name != self.name}
+        return out
 
 
 def _rng(seed: int, role: str, *parts: int) -> np.random.Generator:
@@ -168,28 +189,16 @@ def concept_names(n: int, seed: int) -> list[str]:
     return [base[i % len(base)] + ("" if i < len(base) else f"-{i // len(base) + 1}") for i in range(n)]
 
 
-def choose_concepts(n: int, seed: int) -> list[Concept]:
-    """`n` held-out concepts in sibling groups of two (three for the last group when n is odd)."""
+def choose_concepts(n: int, seed: int, world: str = DEFAULT_WORLD) -> list[Concept]:
+    """`n` held-out concepts in sibling groups of two (three for the last group when n is odd). In v1 a
+    sibling is a near-duplicate (other mark or pattern); in v2 a look-alike (another held-out glyph)."""
     if n < 2:
         raise ExportError(f"an export needs at least 2 concepts (a concept and its near-duplicate), got {n}")
+    check_world(world)
     rng = _rng(seed, "concepts")
     held = list(held_out_instances())
-    used: set[Instance] = set()
-    groups: list[list[Instance]] = []
     n_groups = n // 2
-    for i in rng.permutation(len(held)):
-        if len(groups) == n_groups:
-            break
-        a = held[int(i)]
-        if a in used:
-            continue
-        want = 3 if (n % 2 and len(groups) == n_groups - 1) else 2
-        cands = [d for d in near_duplicates(a) if d.is_held_out and d not in used]
-        if len(cands) < want - 1:
-            continue
-        picks = [cands[int(j)] for j in rng.choice(len(cands), size=want - 1, replace=False)]
-        groups.append([a, *picks])
-        used.update(groups[-1])
+    groups = _lookalike_groups(rng, held, n) if world == "v2" else _near_duplicate_groups(rng, held, n)
     if len(groups) < n_groups:
         raise ExportError(
             f"asked for {n} concepts, but seed {seed} finds only {2 * len(groups)} held-out instances that "
@@ -213,6 +222,56 @@ def choose_concepts(n: int, seed: int) -> list[Concept]:
                 )
             )
     return concepts
+
+
+def _near_duplicate_groups(rng: np.random.Generator, held: list[Instance], n: int) -> list[list[Instance]]:
+    """v1 sibling groups: a held-out instance and held-out near-duplicates of it."""
+    n_groups = n // 2
+    used: set[Instance] = set()
+    groups: list[list[Instance]] = []
+    for i in rng.permutation(len(held)):
+        if len(groups) == n_groups:
+            break
+        a = held[int(i)]
+        if a in used:
+            continue
+        want = 3 if (n % 2 and len(groups) == n_groups - 1) else 2
+        cands = [d for d in near_duplicates(a) if d.is_held_out and d not in used]
+        if len(cands) < want - 1:
+            continue
+        picks = [cands[int(j)] for j in rng.choice(len(cands), size=want - 1, replace=False)]
+        groups.append([a, *picks])
+        used.update(groups[-1])
+    return groups
+
+
+def _lookalike_groups(rng: np.random.Generator, held: list[Instance], n: int) -> list[list[Instance]]:
+    """v2 sibling groups: a held-out instance with a held-out glyph and look-alikes of it (pairwise
+    look-alikes, so every two members differ in visible glyph cells). Every second group's anchor is,
+    where one is free, a near-duplicate (other mark or pattern) of the previous group's anchor, so that
+    the export holds all three negative kinds: look-alikes, near-duplicates and other concepts."""
+    n_groups = n // 2
+    groups: list[list[Instance]] = []
+    used: set[Instance] = set()  # categories (attribute tuples) already taken
+    order = [held[int(i)] for i in rng.permutation(len(held))]
+    for a in order:
+        if len(groups) == n_groups:
+            break
+        if len(groups) % 2:
+            near = [d for d in near_duplicates(groups[-1][0].category) if d.is_held_out and d not in used]
+            if near:
+                a = near[int(rng.integers(len(near)))]
+        if a in used:
+            continue
+        a = a.with_signature(HELD_OUT_SIGNATURES[int(rng.integers(len(HELD_OUT_SIGNATURES)))])
+        want = 3 if (n % 2 and len(groups) == n_groups - 1) else 2
+        cands = list(lookalikes(a))
+        picks = [cands[int(j)] for j in rng.choice(len(cands), size=want - 1, replace=False)]
+        if len(picks) == 2 and picks[1] not in lookalikes(picks[0]):
+            continue
+        groups.append([a, *picks])
+        used.add(a.category)
+    return groups
 
 
 def _group_members(concepts: Sequence[Concept]) -> list[list[Concept]]:
@@ -295,6 +354,23 @@ def _image_record(scene: Scene, role: str, by_instance: dict[Instance, str], **e
     return {"role": role, "concepts": present, **extra, "objects": objects, "spec": scene.spec.to_dict()}
 
 
+def check_signature_spaces(concepts: Sequence[Concept]) -> None:
+    """Refuse an export in which a concept could have been trained on: a v2 concept must be held out and
+    carry a held-out signature, never one of TRAIN_SIGNATURES (the spaces are disjoint by construction;
+    this is the exporter's own check of that guarantee)."""
+    for c in concepts:
+        inst = c.instance
+        if not inst.is_held_out:
+            raise ExportError(f"concept {c.name} ({inst.key}) is a training instance")
+        if inst.signature is None:
+            continue
+        if inst.signature in TRAIN_SIGNATURES or inst.signature not in HELD_OUT_SIGNATURES:
+            raise ExportError(
+                f"concept {c.name} ({inst.key}) carries signature {signature_name(inst.signature)} of the "
+                "training signature space"
+            )
+
+
 def _validate(layout: str, n_concepts: int, size: int, views: int, test_per_concept: int, negatives: int) -> None:
     if layout not in LAYOUTS:
         raise ExportError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -321,19 +397,27 @@ def export(
     negatives: int = 4,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    world: str = DEFAULT_WORLD,
 ) -> dict[str, Any]:
-    """Write a toy benchmark in `layout` under `out_dir` and return its manifest (also written)."""
+    """Write a toy benchmark in `layout` of toy `world` under `out_dir` and return its manifest (also
+    written)."""
     _validate(layout, n_concepts, size, views, test_per_concept, negatives)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ExportError(f"--seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
-    concepts = choose_concepts(int(n_concepts), seed)
+    try:
+        check_world(world)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    concepts = choose_concepts(int(n_concepts), seed, world)
+    check_signature_spaces(concepts)
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
     manifest: dict[str, Any] = {
         "generator": "ego_ros.toy.export",
         "export_version": EXPORT_VERSION,
-        "world_version": WORLD_VERSION,
+        "world_version": WORLDS[world],
+        "world": world,
         "layout": layout,
         "seed": seed,
         "arguments": {
@@ -343,7 +427,7 @@ def export(
             "test_per_concept": test_per_concept,
             "negatives": negatives,
         },
-        "concepts": {c.name: c.to_dict() for c in concepts},
+        "concepts": {c.name: c.to_dict(concepts) for c in concepts},
     }
     if layout == "yollava":
         _export_yollava(out, concepts, seed, size, views, test_per_concept, negatives, manifest, progress)
@@ -399,7 +483,7 @@ def _export_yollava(
         lookalikes = [d for d in near_duplicates(c.instance) if d not in by_instance]
         picks = [lookalikes[int(i)] for i in rng.permutation(len(lookalikes))][:negatives]
         while len(picks) < negatives:
-            inst = sample_instance(rng, held_out=None)
+            inst = sample_instance(rng, held_out=None, world=c.instance.world)
             if inst not in by_instance and inst not in picks and inst != c.instance:
                 picks.append(inst)
         scores: dict[str, float] = {}
@@ -409,7 +493,11 @@ def _export_yollava(
             rel = f"train/{c.name}/negative_example/{j}.png"
             _write_png(out / rel, scene.image)
             shared = sum(getattr(inst, a) == getattr(c.instance, a) for a in ATTRIBUTES)
-            scores[f"{j}.png"] = shared / len(ATTRIBUTES)
+            if c.instance.signature is None:
+                scores[f"{j}.png"] = shared / len(ATTRIBUTES)
+            else:  # the glyph counts as a fifth attribute: a look-alike scores 0.8
+                shared += inst.signature == c.instance.signature
+                scores[f"{j}.png"] = shared / (len(ATTRIBUTES) + 1)
             images[rel] = _image_record(scene, "negative", by_instance, negative_for=c.name)
         _write_json(out / f"train/{c.name}/negative_example/scores.json", scores)
 
@@ -497,18 +585,23 @@ def _multi_question(scene: Scene, a: Concept, b: Concept, rel: str, t: int) -> d
     raise AssertionError("the colour question always applies")  # pragma: no cover
 
 
-def export_mask_folder(out: str | Path, count: int, seed: int = 0, size: int = 64) -> int:
-    """Write `count` reference views of *training* instances with the main object's exact mask, as the
-    ``images/`` + ``masks/`` folder that ``ego-ros calibrate --folder`` reads. Training instances only,
-    so a calibration never sees the held-out concepts that the exported benchmarks evaluate."""
+def export_mask_folder(out: str | Path, count: int, seed: int = 0, size: int = 64, world: str = DEFAULT_WORLD) -> int:
+    """Write `count` reference views of *training* instances of `world` with the main object's exact
+    mask, as the ``images/`` + ``masks/`` folder that ``ego-ros calibrate --folder`` reads. Training
+    instances only, so a calibration never sees the held-out concepts that the exported benchmarks
+    evaluate."""
     if count < 1:
         raise ExportError(f"count must be at least 1, got {count}")
+    try:
+        check_world(world)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     for i in range(count):
         rng = _rng(seed, "masks", i)
-        scene = reference_scene(sample_instance(rng, held_out=False), rng, size)
+        scene = reference_scene(sample_instance(rng, held_out=False, world=world), rng, size)
         _write_png(out / "images" / f"{i:05d}.png", scene.image)
         mask = scene.masks[scene.spec.main].astype(np.uint8) * 255
         if not cv2.imwrite(str(out / "masks" / f"{i:05d}.png"), mask):

@@ -12,9 +12,14 @@ part after occlusion and cropping at the border. Masks of different objects are 
 whole finished image (objects included), like a camera would; they change colours, not which object a
 pixel shows. ``Scene.amodal_masks()`` gives each object's full in-frame silhouette, ignoring occluders.
 
+World v2 instances (``Instance.signature`` set) also show their identity glyph: the lit cells of a
+3x3 grid centred on the body (`GLYPH_BOXES` per shape), painted in the body colour's complementary
+hue (`glyph_rgb`), rotated, lit and noised with the object; the mark is painted over it. v1
+instances are drawn exactly as before.
+
 Per-pixel labels (`LabelMaps`): ``object`` (0 = background, k+1 = ``spec.objects[k]``), ``part``
-(0 background, 1 body, 2 pattern, 3 mark glyph) and the attribute maps ``shape``, ``colour``,
-``pattern``, ``mark`` holding ``attribute id + 1`` on object pixels and ``BACKGROUND_LABEL`` (0)
+(0 background, 1 body, 2 pattern, 3 mark glyph, 4 identity glyph (v2 only)) and the attribute maps
+``shape``, ``colour``, ``pattern``, ``mark`` holding ``attribute id + 1`` on object pixels and ``BACKGROUND_LABEL`` (0)
 elsewhere. `pool_labels` / `pool_fractions` reduce them to a patch grid (e.g. 8x8-pixel patches).
 """
 
@@ -49,7 +54,7 @@ Size = int | tuple[int, int]
 BACKGROUND_LABEL = 0
 #: Number of classes of each per-pixel label map, background included.
 LABEL_CLASSES: dict[str, int] = {a: len(ATTRIBUTE_VALUES[a]) + 1 for a in ATTRIBUTES}
-PART_BACKGROUND, PART_BODY, PART_PATTERN, PART_MARK = 0, 1, 2, 3
+PART_BACKGROUND, PART_BODY, PART_PATTERN, PART_MARK, PART_GLYPH = 0, 1, 2, 3, 4
 TEXTURES: tuple[str, ...] = ("none", "stripes", "waves", "tiles", "mottled")
 BLOB_KINDS: tuple[str, ...] = ("ellipse", "rect")
 #: Half side of the mark glyph in object units (object radius = 1), and its floor in pixels: at 64x64 a
@@ -129,7 +134,21 @@ MARK_ANCHORS: dict[str, tuple[tuple[float, float], ...]] = {
     "heart": ((0, -0.45), (0.33, 0), (0, 0.3), (-0.33, 0)),
     "semicircle": ((0, -0.29), (0.48, 0), (0, 0.18), (-0.48, 0)),
 }
-assert set(SHAPE_POLYGONS) == set(SHAPES) == set(MARK_ANCHORS)
+#: v2 identity glyph: (centre u, centre v, half side) of the 3x3 grid in object units, per shape, chosen
+#: so that the grid lies inside the shape (test_toy_world checks the lit share); each lit cell is a
+#: square of GLYPH_FILL of the cell side.
+GLYPH_BOXES: dict[str, tuple[float, float, float]] = {
+    "circle": (0.0, 0.0, 0.5),
+    "square": (0.0, 0.0, 0.52),
+    "triangle": (0.0, 0.08, 0.34),
+    "diamond": (0.0, 0.0, 0.36),
+    "star": (0.0, 0.02, 0.34),
+    "cross": (0.0, 0.0, 0.34),
+    "heart": (0.0, -0.02, 0.4),
+    "semicircle": (0.0, -0.04, 0.36),
+}
+GLYPH_FILL = 0.8
+assert set(SHAPE_POLYGONS) == set(SHAPES) == set(MARK_ANCHORS) == set(GLYPH_BOXES)
 assert all(len(v) == len(MARK_POSITIONS) for v in MARK_ANCHORS.values())
 
 
@@ -151,6 +170,59 @@ def pattern_rgb(colour: RGB) -> RGB:
     if luminance < 110:
         return tuple(int(round(c + 0.45 * (255 - c))) for c in colour)  # type: ignore[return-value]
     return tuple(int(round(c * 0.58)) for c in colour)  # type: ignore[return-value]
+
+
+def glyph_rgb(colour: RGB) -> RGB:
+    """Ink of a v2 identity glyph: the complementary hue of the body colour at mid saturation and value,
+    so it stands out from body and pattern (same hue) and from the black / white marks."""
+    h, _, _ = colorsys.rgb_to_hsv(*(c / 255 for c in colour))
+    r, g, b = colorsys.hsv_to_rgb((h + 0.5) % 1.0, 0.65, 0.55)
+    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
+
+
+@lru_cache(maxsize=64)
+def visible_glyph_cells(shape: str, mark_position: int) -> int:
+    """Bit mask of the glyph cells of `shape` that show when the mark sits at `mark_position` (index into
+    MARK_POSITIONS): at least 70 % of the cell's lit square inside the silhouette and off the mark (the
+    mark is painted over the glyph). Look-alikes must differ in these cells (`attributes.lookalikes`)."""
+    cu, cv, half = GLYPH_BOXES[shape]
+    cell = 2 * half / 3
+    margin = (1 - GLYPH_FILL) / 2
+    ax, ay = MARK_ANCHORS[shape][mark_position]
+    contour = SHAPE_POLYGONS[shape].astype(np.float32).reshape(-1, 1, 2)
+    t = (np.arange(5) + 0.5) / 5
+    out = 0
+    for row in range(3):
+        for col in range(3):
+            us = cu - half + cell * (col + margin + t * GLYPH_FILL)
+            vs = cv - half + cell * (row + margin + t * GLYPH_FILL)
+            ok = [
+                cv2.pointPolygonTest(contour, (float(u), float(v)), False) > 0
+                and (abs(u - ax) > MARK_HALF or abs(v - ay) > MARK_HALF)
+                for u in us
+                for v in vs
+            ]
+            if np.mean(ok) >= 0.7:
+                out |= 1 << (3 * row + col)
+    return out
+
+
+def _glyph_mask(shape: str, signature: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Pixels (in object units u, v) that show the lit cells of `signature`'s 3x3 glyph."""
+    cu, cv, half = GLYPH_BOXES[shape]
+    cell = 2 * half / 3
+    gu = (u - (cu - half)) / cell
+    gv = (v - (cv - half)) / cell
+    col = np.floor(gu)
+    row = np.floor(gv)
+    inside = (col >= 0) & (col < 3) & (row >= 0) & (row < 3)
+    # Lit cells are GLYPH_FILL of their cell, centred, so neighbouring lit cells stay separate.
+    margin = (1 - GLYPH_FILL) / 2
+    fu, fv = gu - col, gv - row
+    core = (fu >= margin) & (fu < 1 - margin) & (fv >= margin) & (fv < 1 - margin)
+    bit = np.where(inside, row * 3 + col, 0).astype(np.int32)
+    lit = (np.int32(signature) >> bit) & 1
+    return inside & core & (lit == 1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -607,7 +679,8 @@ def render(spec: SceneSpec, size: Size = 64) -> Scene:
     mark_in_frame = np.zeros(n, dtype=bool)
     amodal: list[tuple[int, int, np.ndarray] | None] = []
     mark_parts: list[tuple[int, int, np.ndarray] | None] = []
-    palette = np.zeros((3 * n, 3), dtype=np.float32)
+    # Palette rows 4k .. 4k + 3: object k's body, pattern, mark and identity-glyph colours.
+    palette = np.zeros((4 * n, 3), dtype=np.float32)
 
     for k, obj in enumerate(spec.objects):
         inst = obj.instance
@@ -647,31 +720,38 @@ def render(spec: SceneSpec, size: Size = 64) -> Scene:
                             [ax + mark_half, ay + mark_half], [ax - mark_half, ay + mark_half]])  # fmt: skip
         cv2.fillConvexPoly(mark_canvas, np.rint(corners @ rot + shift).astype(np.int32), 1, cv2.LINE_8, 4)
         mark = mark_canvas[y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0].view(bool) & inside
-        pat = None
-        if inst.pattern_name != "plain":
+        pat = glyph = None
+        if inst.pattern_name != "plain" or inst.signature is not None:
             # Object coordinates (u, v) of each pixel centre: the inverse rotation of its offset.
             dx = ((np.arange(x0, x1, dtype=np.float32) + np.float32(0.5 - cx)) / np.float32(r))[None, :]
             dy = ((np.arange(y0, y1, dtype=np.float32) + np.float32(0.5 - cy)) / np.float32(r))[:, None]
             u = ca * dx + sa * dy
             v = -sa * dx + ca * dy
-            pat = _pattern_mask(inst.pattern_name, u, v)
+            if inst.pattern_name != "plain":
+                pat = _pattern_mask(inst.pattern_name, u, v)
+            if inst.signature is not None:
+                glyph = _glyph_mask(shape, inst.signature, u, v)
 
         parts = part_map[y0:y1, x0:x1]
         parts[inside] = PART_BODY
         if pat is not None:
             pat &= inside
             parts[pat] = PART_PATTERN
+        if glyph is not None:
+            parts[glyph & inside] = PART_GLYPH
         parts[mark] = PART_MARK
         obj_map[y0:y1, x0:x1][inside] = k + 1
-        palette[3 * k : 3 * k + 3] = _pixel_colours(inst, obj.tint)
+        palette[4 * k : 4 * k + 3] = _pixel_colours(inst, obj.tint)
+        if inst.signature is not None:
+            palette[4 * k + 3] = glyph_rgb(palette[4 * k].astype(int).tolist())
         amodal.append((y0, x0, inside))
         mark_parts.append((y0, x0, mark))
 
     if n:
         # Colour all object pixels in one go from the final object and part maps: palette row
-        # 3k + part - 1 holds object k's body, pattern and mark colours.
+        # 4k + part - 1 holds object k's body, pattern, mark and glyph colours.
         fg = obj_map > 0
-        rows = obj_map[fg].astype(np.intp) * 3 + part_map[fg] - 4
+        rows = obj_map[fg].astype(np.intp) * 4 + part_map[fg] - 5
         img[:, fg] = palette[rows].T
     if not spec.lighting.is_neutral:
         img *= _lighting_gain(spec.lighting, w, h)

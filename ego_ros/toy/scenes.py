@@ -27,9 +27,11 @@ from dataclasses import replace
 import numpy as np
 
 from .attributes import (
+    DEFAULT_WORLD,
     MAX_ROTATION_DEG,
     Instance,
     WorldError,
+    check_world,
     near_duplicates,
     sample_instance,
     sample_near_duplicate,
@@ -149,11 +151,17 @@ def _place(
     return out
 
 
-def _distractors(rng: np.random.Generator, n: int, avoid: set[Instance], held_out: bool | None) -> list[Instance]:
+def _distractors(
+    rng: np.random.Generator, n: int, avoid: set[Instance], held_out: bool | None, world: str = DEFAULT_WORLD
+) -> list[Instance]:
+    """`n` distinct instances of `world` not in `avoid`. In v2 a distractor also never shares the
+    attributes of an avoided instance (that would make it an unplanned look-alike of it); in v1 that
+    is the same test, so v1 scenes draw exactly as before."""
     out: list[Instance] = []
+    avoid_categories = {a.category for a in avoid}
     while len(out) < n:
-        inst = sample_instance(rng, held_out=held_out)
-        if inst not in avoid and inst not in out:
+        inst = sample_instance(rng, held_out=held_out, world=world)
+        if inst not in avoid and inst.category not in avoid_categories and inst not in out:
             out.append(inst)
     return out
 
@@ -239,7 +247,7 @@ def reference_scene(
 
     def build() -> SceneSpec | None:
         n = _count(rng, distractors, "distractors")
-        others = _distractors(rng, n, avoid, distractor_held_out)
+        others = _distractors(rng, n, avoid, distractor_held_out, instance.world)
         sizes = [_uniform(rng, main_size)] + [_uniform(rng, distractor_size) for _ in others]
         return _compose(rng, [instance, *others], sizes, [True] + [False] * n, 1.0, True, 0)
 
@@ -256,15 +264,20 @@ def query_scene(
     exclude: Iterable[Instance] = (),
     near_duplicate_p: float = 0.0,
     min_visible: float = 0.5,
+    world: str | None = None,
 ) -> Scene:
     """A query scene of `n_objects` objects (at least ``len(include)``), holding every instance of
     `include` recognisably (whole mark visible, >= `min_visible` of its area). The other objects come
     from the `distractor_held_out` split minus `exclude` and `include`; with probability
     `near_duplicate_p` one of them is a near-duplicate of an included instance (hard distractor).
-    Depth order is random, so included objects may be partly occluded."""
+    Depth order is random, so included objects may be partly occluded. Distractors come from `world`
+    (default: the world of the included instances, else v1)."""
     include = list(include)
     if len(set(include)) != len(include) or not all(isinstance(i, Instance) for i in include):
         raise WorldError("include must be distinct Instances")
+    world = check_world(world if world is not None else (include[0].world if include else DEFAULT_WORLD))
+    if any(i.world != world for i in include):
+        raise WorldError(f"include must hold instances of world {world} only")
     excluded = set(exclude)
     if excluded & set(include):
         raise WorldError("an instance cannot be both included and excluded")
@@ -279,7 +292,7 @@ def query_scene(
             dup = sample_near_duplicate(anchor, rng, exclude=avoid)
             if dup is not None:
                 others.append(dup)
-        others += _distractors(rng, n_other - len(others), avoid | set(others), distractor_held_out)
+        others += _distractors(rng, n_other - len(others), avoid | set(others), distractor_held_out, world)
         sizes = [_uniform(rng, object_size) for _ in range(n)]
         return _compose(rng, include + others, sizes, [True] * len(include) + [False] * n_other, 0.8, True, None)
 
@@ -292,13 +305,15 @@ def random_scene(
     n_objects: tuple[int, int] | int = (1, 4),
     object_size: Range = RANDOM_SIZE,
     held_out: bool | None = False,
+    world: str = DEFAULT_WORLD,
 ) -> Scene:
     """1-4 objects of any size from small to large, anywhere (cropping and occlusion allowed); the
-    largest is ``spec.main``. Instances come from the `held_out` split (False = training)."""
+    largest is ``spec.main``. Instances come from the `held_out` split (False = training) of `world`."""
+    check_world(world)
 
     def build() -> SceneSpec | None:
         n = _count(rng, n_objects, "n_objects")
-        insts = _distractors(rng, n, set(), held_out)
+        insts = _distractors(rng, n, set(), held_out, world)
         lo, hi = object_size
         if not 0 < lo <= hi:
             raise WorldError(f"object_size must satisfy 0 < low <= high, got {object_size}")

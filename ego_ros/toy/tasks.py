@@ -14,9 +14,10 @@ Tasks (weights in `TaskConfig.weights`):
 
 * ``match``: context of 1-3 concepts, each "{name}: <memory>" (memory views as above, 1-3 views),
   a query scene and the engine's recognition question "is {name} here?" -> yes / no. Negatives are
-  easy (the concept is absent) or hard (a near-duplicate is there instead); the hard share of the
-  negatives ramps from 0 to `hard_max` over `ramp_steps` (curriculum). Contexts may hold a
-  near-duplicate of the asked concept too.
+  easy (the concept is absent) or hard (a near-duplicate is there instead; in world v2 mostly a
+  look-alike that differs only in its identity glyph); the hard share of the negatives ramps from 0
+  to `hard_max` over `ramp_steps` (curriculum). Contexts may hold a near-duplicate of the asked
+  concept too.
 * ``describe``: "describe the main object." -> "red, star, striped, black-mark, top".
 * ``area``: "how much of the image is the main object?" -> the percentage of the image it covers.
 * ``attribute``: the main object's colour / shape / pattern / mark position, or "is there a red star?".
@@ -41,15 +42,19 @@ from PIL import Image
 from .attributes import (
     ATTRIBUTES,
     COLOURS,
+    DEFAULT_WORLD,
+    NEAR_DUPLICATE_KINDS,
     PATTERNS,
     SHAPES,
     Instance,
     ab_options,
-    all_instances,
+    check_world,
     held_out_instances,
+    instance_from_uid,
     near_duplicates,
     sample_instance,
     sample_near_duplicate,
+    sample_signature,
 )
 from .model_config import PROMPT_OVERRIDES
 from .render import Scene, pool_fractions, render
@@ -139,6 +144,12 @@ class TaskConfig:
     ramp_steps: int = 12000
     #: share of images rendered at a larger (often 4:3) size and resized to 64x64 like a camera frame
     big_render_p: float = 0.2
+    #: the toy world the samples come from (`attributes.WORLDS`): in "v2" instances carry identity
+    #: glyphs and most hard negatives are look-alikes that differ only in the glyph
+    world: str = DEFAULT_WORLD
+
+    def __post_init__(self) -> None:
+        check_world(self.world)
 
     def hard_share(self, step: int) -> float:
         return self.hard_max * min(1.0, max(0.0, step / max(1, self.ramp_steps)))
@@ -151,7 +162,7 @@ class ImageData:
     pixels: np.ndarray  # uint8 (64, 64, 3)
     labels: np.ndarray  # int64 (4, G, G): shape, colour, pattern, mark class per patch (0 = background)
     obj_frac: np.ndarray  # float32 (n, G, G): share of each patch covered by each object
-    obj_inst: np.ndarray  # int64 (n,): instance index of each object
+    obj_inst: np.ndarray  # int64 (n,): instance uid of each object (`Instance.uid`; the index in v1)
     obj_ok: np.ndarray  # bool (n,): object recognisable (mark visible, mostly visible): a contrastive anchor
 
 
@@ -171,7 +182,7 @@ class Sample:
     query: list[int]  # image indices of the query image(s)
     question: str
     answer: str
-    kind: str = ""  # match: "pos" / "hard" / "easy"
+    kind: str = ""  # match: "pos" / "hard" / "lookalike" / "near_duplicate" / "easy"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,7 +219,7 @@ def _labelled(pixels: np.ndarray, obj: np.ndarray, instances: tuple[Instance, ..
         share = np.zeros((LABEL_CLASSES[attr], GRID, GRID), dtype=np.float32)
         np.add.at(share, lut[a], frac)
         labels[a] = share.argmax(0)
-    inst = np.array([i.index for i in instances], dtype=np.int64)
+    inst = np.array([i.uid for i in instances], dtype=np.int64)
     return ImageData(pixels=np.ascontiguousarray(pixels), labels=labels, obj_frac=frac[1:], obj_inst=inst, obj_ok=ok)
 
 
@@ -387,10 +398,10 @@ class _Builder:
         return "memory"
 
 
-def _other_instances(rng: np.random.Generator, n: int, avoid: set[Instance]) -> list[Instance]:
+def _other_instances(rng: np.random.Generator, n: int, avoid: set[Instance], world: str) -> list[Instance]:
     out: list[Instance] = []
     while len(out) < n:
-        inst = sample_instance(rng, held_out=False)
+        inst = sample_instance(rng, held_out=False, world=world)
         if inst not in avoid and inst not in out:
             out.append(inst)
     return out
@@ -409,7 +420,9 @@ def match_sample(
     form: str | None = None,
 ) -> Sample:
     """Recognition in the engine's format. held_out=True draws the concept from held-out instances (for
-    evaluation only; distractors then come from any split)."""
+    evaluation only; distractors then come from any split). Kinds "lookalike" and "near_duplicate" (v2
+    only) are hard negatives whose near-duplicate is a look-alike (same attributes, another glyph) or an
+    other-mark / other-pattern sibling; plain "hard" draws either (look-alikes three times in four)."""
     b = _Builder(rng, cfg)
     if kind is None:
         if rng.random() < 0.5:
@@ -417,16 +430,19 @@ def match_sample(
         else:
             kind = "hard" if rng.random() < cfg.hard_share(step) else "easy"
     split = True if held_out else False
-    target = sample_instance(rng, held_out=split)
-    dup = sample_near_duplicate(target, rng, held_out=None if held_out else False)
-    if kind == "hard" and dup is None:
+    if kind in ("lookalike", "near_duplicate") and cfg.world == "v1":
+        raise ValueError(f"{kind} negatives are a world v2 kind; v1 hard negatives are near-duplicates")
+    target = sample_instance(rng, held_out=split, world=cfg.world)
+    dup_kinds = {"lookalike": ("signature",), "near_duplicate": NEAR_DUPLICATE_KINDS}.get(kind)
+    dup = sample_near_duplicate(target, rng, dup_kinds, held_out=None if held_out else False)
+    if kind in ("hard", "lookalike", "near_duplicate") and dup is None:
         kind = "easy"
     n_entries = 1 if held_out else int(rng.choice([1, 2, 3], p=[0.65, 0.28, 0.07]))
     others: list[Instance] = []
     if n_entries > 1:
         if dup is not None and rng.random() < 0.5 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9):
             others.append(dup)
-        others += _other_instances(rng, n_entries - 1 - len(others), {target, *others})
+        others += _other_instances(rng, n_entries - 1 - len(others), {target, *others}, cfg.world)
     names = distinct_names(rng, n_entries)
     order = [target, *others]
     perm = rng.permutation(n_entries)
@@ -443,7 +459,7 @@ def match_sample(
     exclude = {target}
     if kind == "pos":
         include = [target]
-    elif kind == "hard":
+    elif kind in ("hard", "lookalike", "near_duplicate"):
         include = [dup]
     else:
         exclude |= set(near_duplicates(target))
@@ -457,6 +473,7 @@ def match_sample(
     q = query_scene(
         rng,
         render_size(rng, cfg),
+        world=cfg.world,
         include=include,
         exclude=exclude - set(include),
         distractor_held_out=None if held_out else False,
@@ -473,10 +490,10 @@ def _main_scene(rng: np.random.Generator, cfg: TaskConfig, need_mark: bool = Tru
     size = render_size(rng, cfg)
     if rng.random() < 0.35:
         for _ in range(4):
-            s = random_scene(rng, size)
+            s = random_scene(rng, size, world=cfg.world)
             if s.spec.main is not None and (not need_mark or s.is_recognisable(s.spec.main, 0.7)):
                 return s
-    return reference_scene(sample_instance(rng, held_out=False), rng, size)
+    return reference_scene(sample_instance(rng, held_out=False, world=cfg.world), rng, size)
 
 
 def describe_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sample:
@@ -499,7 +516,7 @@ def attribute_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sa
     b = _Builder(rng, cfg)
     which = ("colour", "shape", "pattern", "mark", "present")[int(rng.choice(5, p=[0.2, 0.25, 0.2, 0.15, 0.2]))]
     if which == "present":
-        s = query_scene(rng, render_size(rng, cfg), n_objects=(1, 4))
+        s = query_scene(rng, render_size(rng, cfg), world=cfg.world, n_objects=(1, 4))
         i = b.scene(s)
         seen = {
             (o.instance.colour_name, o.instance.shape_name)
@@ -540,7 +557,7 @@ def attribute_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sa
 
 def count_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sample:
     b = _Builder(rng, cfg)
-    s = query_scene(rng, render_size(rng, cfg), n_objects=(1, 5), min_visible=0.5)
+    s = query_scene(rng, render_size(rng, cfg), world=cfg.world, n_objects=(1, 5), min_visible=0.5)
     i = b.scene(s)
     n = sum(1 for k in range(len(s.spec.objects)) if s.visible_fraction(k) >= 0.4)
     return Sample("count", b.images, [], "none", [i], QUESTIONS["count"], str(n))
@@ -556,7 +573,7 @@ def caption_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Samp
     dup_p = 0.0
     if rng.random() < 0.6:
         n = int(rng.choice([1, 2], p=[0.7, 0.3]))
-        insts = _other_instances(rng, n, set())
+        insts = _other_instances(rng, n, set(), cfg.world)
         names = distinct_names(rng, n)
         entries = [b.entry(inst, name) for inst, name in zip(insts, names)]
         named = dict(zip(insts, names))
@@ -571,7 +588,7 @@ def caption_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Samp
         lookalike = _train_near_duplicate(include[0], rng, exclude=set(include) | exclude)
         if lookalike is not None:
             include.append(lookalike)
-    s = query_scene(rng, render_size(rng, cfg), include=include, exclude=exclude, n_objects=(1, 4))
+    s = query_scene(rng, render_size(rng, cfg), world=cfg.world, include=include, exclude=exclude, n_objects=(1, 4))
     i = b.scene(s)
     words = []
     for k in _left_to_right(s):
@@ -586,14 +603,14 @@ def concept_qa_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> S
     b = _Builder(rng, cfg)
     kind = ("open", "ab", "bigger", "left")[int(rng.choice(4, p=[0.35, 0.35, 0.15, 0.15]))]
     n = 2 if kind in ("bigger", "left") else int(rng.choice([1, 2], p=[0.6, 0.4]))
-    insts = _other_instances(rng, n, set())
+    insts = _other_instances(rng, n, set(), cfg.world)
     names = distinct_names(rng, n)
     entries = [b.entry(inst, name) for inst, name in zip(insts, names)]
     present = insts if kind in ("bigger", "left") or rng.random() < 0.8 else []
     if kind in ("bigger", "left"):
         scene, answer = None, ""
         for _ in range(6):
-            s = query_scene(rng, render_size(rng, cfg), include=insts, n_objects=(2, 4))
+            s = query_scene(rng, render_size(rng, cfg), world=cfg.world, include=insts, n_objects=(2, 4))
             ka, kb = (s.spec.instances.index(x) for x in insts)
             if kind == "bigger":
                 pa, pb = s.visible_pixels[ka], s.visible_pixels[kb]
@@ -630,7 +647,7 @@ def concept_qa_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> S
                 answer,
             )
     else:
-        s = query_scene(rng, render_size(rng, cfg), include=present, n_objects=(1, 4))
+        s = query_scene(rng, render_size(rng, cfg), world=cfg.world, include=present, n_objects=(1, 4))
         i = b.scene(s)
     j = int(rng.integers(n))
     inst, name = insts[j], names[j]
@@ -651,17 +668,17 @@ def concept_qa_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> S
 def choose_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sample:
     """Two concepts (sometimes near-duplicates of each other), one in the query: which one is it?"""
     b = _Builder(rng, cfg)
-    a = sample_instance(rng, held_out=False)
+    a = sample_instance(rng, held_out=False, world=cfg.world)
     other = None
     if rng.random() < cfg.hard_share(step) / max(cfg.hard_max, 1e-9) * 0.6:
         other = _train_near_duplicate(a, rng)
     if other is None:
-        other = _other_instances(rng, 1, {a, *near_duplicates(a)})[0]
+        other = _other_instances(rng, 1, {a, *near_duplicates(a)}, cfg.world)[0]
     insts = [a, other]
     names = distinct_names(rng, 2)
     entries = [b.entry(inst, name) for inst, name in zip(insts, names)]
     j = int(rng.integers(2))
-    s = query_scene(rng, render_size(rng, cfg), include=[insts[j]], exclude={insts[1 - j]})
+    s = query_scene(rng, render_size(rng, cfg), world=cfg.world, include=[insts[j]], exclude={insts[1 - j]})
     i = b.scene(s)
     return Sample(
         "choose", b.images, entries, b.context_mode(), [i], QUESTIONS["choose"].format(a=names[0], b=names[1]), names[j]
@@ -709,7 +726,7 @@ def contrast_images(seed: int, step: int, n_instances: int, cfg: TaskConfig) -> 
     out: list[ImageData] = []
     for k in range(n_instances):
         rng = np.random.default_rng([seed, step, 1_000_000 + k])
-        inst = sample_instance(rng, held_out=False)
+        inst = sample_instance(rng, held_out=False, world=cfg.world)
         dup = _train_near_duplicate(inst, rng)
         for x, other in ((inst, dup), (dup, inst)):
             if x is None:
@@ -719,33 +736,47 @@ def contrast_images(seed: int, step: int, n_instances: int, cfg: TaskConfig) -> 
             if other is not None and x is inst and rng.random() < 0.5:
                 include.append(other)  # both look-alikes in one scene
             exclude = {other} - set(include) if other is not None else set()
-            out.append(image_data(query_scene(rng, render_size(rng, cfg), include=include, exclude=exclude)))
+            query = query_scene(rng, render_size(rng, cfg), world=cfg.world, include=include, exclude=exclude)
+            out.append(image_data(query))
     return out
 
 
-def heldout_match_set(n: int, seed: int = 12345, forms: tuple[str, ...] = ("full", "mask", "keywords")) -> list[Sample]:
+def heldout_match_set(
+    n: int,
+    seed: int = 12345,
+    forms: tuple[str, ...] = ("full", "mask", "keywords"),
+    world: str = DEFAULT_WORLD,
+) -> list[Sample]:
     """A fixed evaluation set of recognition samples on held-out instances: 40 % positive, 40 % hard
-    negative, 20 % easy negative, the memory forms in turn (one view, one concept in context)."""
-    cfg = TaskConfig(big_render_p=0.0)
+    negative, 20 % easy negative, the memory forms in turn (one view, one concept in context). In v2
+    one of the two hard negatives of every five is a look-alike (kind "lookalike": its held-out glyph
+    is the only difference), the other a mark / pattern near-duplicate (kind "near_duplicate")."""
+    cfg = TaskConfig(big_render_p=0.0, world=world)
+    kinds = ("pos", "pos", "hard", "hard", "easy")
+    if world == "v2":
+        kinds = ("pos", "pos", "lookalike", "near_duplicate", "easy")
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        kind = ("pos", "pos", "hard", "hard", "easy")[i % 5]
+        kind = kinds[i % 5]
         form = forms[(i // 5) % len(forms)]
         out.append(match_sample(rng, cfg, cfg.ramp_steps, held_out=True, kind=kind, form=form))
     return out
 
 
-def heldout_describe_set(n: int, seed: int = 54321) -> list[tuple[ImageData, Instance]]:
+def heldout_describe_set(n: int, seed: int = 54321, world: str = DEFAULT_WORLD) -> list[tuple[ImageData, Instance]]:
     """Reference views of held-out instances with their truth (for description accuracy)."""
     held = held_out_instances()
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         inst = held[int(rng.integers(len(held)))]
+        if check_world(world) == "v2":
+            inst = inst.with_signature(sample_signature(rng, held_out=True))
         out.append((image_data(reference_scene(inst, rng, IMAGE_SIZE, distractor_held_out=None)), inst))
     return out
 
 
-def instance_of(index: int) -> Instance:
-    return all_instances()[index]
+def instance_of(uid: int) -> Instance:
+    """The instance of an `ImageData.obj_inst` entry (its uid)."""
+    return instance_from_uid(uid)

@@ -781,7 +781,11 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         cfg = self.cfg
         if self._eval_sets is None:
-            self._eval_sets = (heldout_match_set(cfg.eval_match), heldout_describe_set(cfg.eval_describe))
+            world = cfg.tasks.world
+            self._eval_sets = (
+                heldout_match_set(cfg.eval_match, world=world),
+                heldout_describe_set(cfg.eval_describe, world=world),
+            )
         match, describe = self._eval_sets
         t0 = time.perf_counter()
         probs = self.yes_probabilities(match)
@@ -791,8 +795,15 @@ class Trainer:
         res["match_auc"] = auc(
             [p for p, s in zip(probs, match) if s.kind == "pos"], [p for p, s in zip(probs, match) if s.kind != "pos"]
         )
-        for kind in ("pos", "hard", "easy"):
+        kinds = [k for k in ("pos", "hard", "lookalike", "near_duplicate", "easy") if any(s.kind == k for s in match)]
+        for kind in kinds:
             res[f"match_acc_{kind}"] = float(np.mean([c for c, s in zip(correct, match) if s.kind == kind]))
+        if "lookalike" in kinds:
+            # v2: positives against look-alikes only (the glyph is the only difference): the pilot's curve
+            res["match_auc_lookalike"] = auc(
+                [p for p, s in zip(probs, match) if s.kind == "pos"],
+                [p for p, s in zip(probs, match) if s.kind == "lookalike"],
+            )
         forms = [
             "keywords" if s.mode == "keywords" else ("full" if s.entries[0].views[0][1] is None else "mask")
             for s in match
@@ -885,6 +896,7 @@ class Trainer:
                     "step": self.step,
                     "samples": self.samples_seen,
                     "seed": self.cfg.seed,
+                    "world_version": self.cfg.tasks.world,
                     "last_eval": self.history[-1] if self.history else None,
                 },
                 indent=2,
@@ -998,24 +1010,33 @@ def measure_model_dir(model: str, concepts: int = 20, describe: int = 48, seed: 
     mark. Recognition: each concept is introduced from one reference view with each selection
     ("ego" = attention top-K_c, "uniform", "random", "all", and "keywords" = Ego memory but keyword
     text in context), then asked about 2 scenes holding it, 2 holding a near-duplicate instead (hard)
-    and 1 holding neither (easy). Returns accuracies (threshold 0.5) and ROC AUCs.
+    and 1 holding neither (easy). Returns accuracies (threshold 0.5) and ROC AUCs. A model trained on
+    world v2 (`model_world.model_world`) is measured on v2 instances: its hard negatives are then
+    mostly look-alikes.
     """
     from PIL import Image
 
     from ego_ros.core.engine import EgoEngine
     from ego_ros.core.introduce import IntroduceOptions
 
-    from .attributes import held_out_instances, near_duplicates, sample_near_duplicate
+    from .attributes import held_out_instances, near_duplicates, sample_near_duplicate, sample_signature
+    from .model_world import model_world
     from .scenes import query_scene, reference_scene
 
     engine = EgoEngine.load(model)
     backend, runner = engine.backend, engine.runner
+    world = model_world(model)
     held = held_out_instances()
-    out: dict[str, Any] = {"model": model}
+
+    def held_out_instance(rng: np.random.Generator):
+        inst = held[int(rng.integers(len(held)))]
+        return inst if world == "v1" else inst.with_signature(sample_signature(rng, held_out=True))
+
+    out: dict[str, Any] = {"model": model, "world": world}
     hits: dict[str, list[bool]] = {"colour": [], "shape": [], "pattern": [], "mark": []}
     for i in range(describe):
         rng = np.random.default_rng([seed, 0, i])
-        inst = held[int(rng.integers(len(held)))]
+        inst = held_out_instance(rng)
         img = Image.fromarray(reference_scene(inst, rng, IMAGE_SIZE, distractor_held_out=None).image)
         (vt,) = backend.encode_images([img])
         with torch.inference_mode():
@@ -1038,7 +1059,7 @@ def measure_model_dir(model: str, concepts: int = 20, describe: int = 48, seed: 
     k_c = []
     for c in range(concepts):
         rng = np.random.default_rng([seed, 1, c])
-        inst = held[int(rng.integers(len(held)))]
+        inst = held_out_instance(rng)
         dup = sample_near_duplicate(inst, rng)
         ref = reference_scene(inst, rng, IMAGE_SIZE, distractor_held_out=None)
         queries = []
@@ -1101,6 +1122,8 @@ def reproduce_flags(cfg: TrainConfig) -> str:
             parts.append(f"{flag} {getattr(cfg, name)}")
     if cfg.tasks.ramp_steps != default.tasks.ramp_steps:
         parts.append(f"--ramp-steps {cfg.tasks.ramp_steps}")
+    if cfg.tasks.world != default.tasks.world:
+        parts.append(f"--world {cfg.tasks.world}")
     if cfg.tiny:
         parts.append("--tiny")
     return " ".join(parts)

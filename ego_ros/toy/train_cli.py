@@ -3,6 +3,7 @@
     ego-ros toy train --seed 0 --steps 60000 --out runs/toy                 # train (CPU or --device cuda)
     ego-ros toy train --resume runs/toy/ckpt_latest.pt --out runs/toy       # continue after a stop
     ego-ros toy train --resume runs/toy/ckpt_best.pt --steps 0 --export ego_ros/toy/model   # export only
+    ego-ros toy train --world v2 --seed 0 --out runs/toy-v2                 # the v2 world (identity glyphs)
 
 The data stream depends only on (seed, step), so a resumed run continues exactly where the checkpoint
 stopped. `--out` receives ``train_log.jsonl`` (losses, throughput, feature variation, held-out
@@ -18,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from .attributes import WORLDS
 from .train import CHECKPOINT_LATEST, TrainConfig, Trainer
 
 
@@ -51,6 +53,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument("--export", default=None, metavar="DIR", help="write the model directory here when done")
     p.add_argument("--eval-every", type=int, default=None, metavar="STEPS", help="held-out evaluation interval")
+    p.add_argument(
+        "--eval-match", type=int, default=None, metavar="N", help="held-out recognition samples per evaluation"
+    )
     p.add_argument("--checkpoint-minutes", type=float, default=None, help="checkpoint interval (default 10)")
     p.add_argument(
         "--minutes",
@@ -67,6 +72,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--ramp-steps", type=int, default=None, help="steps over which hard negatives ramp in")
     p.add_argument("--lm-group", type=int, default=None, help="samples per language-model pass")
     p.add_argument("--tiny", action="store_true", help="a much smaller model (tests and smoke runs)")
+    p.add_argument(
+        "--world",
+        choices=tuple(WORLDS),
+        default=None,
+        help="toy world of the training data (default v1; a resumed checkpoint keeps its own and refuses another)",
+    )
     p.add_argument(
         "--measure",
         default=None,
@@ -99,6 +110,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "workers": args.workers,
         "eval_every": args.eval_every,
+        "eval_match": args.eval_match,
         "checkpoint_minutes": args.checkpoint_minutes,
         "steps": args.steps,
         "minutes": args.minutes,
@@ -109,6 +121,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "contrast_instances": args.contrast_instances,
         "lm_group": args.lm_group,
         "ramp_steps": args.ramp_steps,
+        "world": args.world,
     }
     if args.samples is not None:
         bs = args.batch_size or 16
@@ -142,11 +155,19 @@ def run_train(args: argparse.Namespace) -> int:
         if "seed" in overrides:
             print("error: --seed cannot change on --resume (the data stream depends on it)", file=sys.stderr)
             return 2
+        world = overrides.pop("world", None)
         trainer = Trainer.from_checkpoint(resume, out=args.out, **overrides)
+        if world is not None and world != trainer.cfg.tasks.world:
+            print(
+                f"error: --world {world} cannot change on --resume (the checkpoint was trained on "
+                f"{trainer.cfg.tasks.world})",
+                file=sys.stderr,
+            )
+            return 2
     else:
         cfg = TrainConfig(tiny=args.tiny)
         for k, v in overrides.items():
-            setattr(cfg.tasks if k == "ramp_steps" else cfg, k, v)
+            setattr(cfg.tasks if k in ("ramp_steps", "world") else cfg, k, v)
         trainer = Trainer(cfg, out=args.out)
     if train and args.out is None and trainer.cfg.steps > trainer.step:
         print("warning: no --out: nothing is checkpointed or logged", file=sys.stderr)
