@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 from .attributes import WORLDS
-from .train import CHECKPOINT_LATEST, TrainConfig, Trainer
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -130,9 +129,11 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    if args.measure:
-        from .train import measure_model_dir
+    # The trainer (torch, transformers) is imported when the command runs, not when `ego-ros` builds its
+    # parser: every other subcommand (e.g. `ego-ros mcp` in ROS mode) would otherwise pay ~15 s for it.
+    from .train import CHECKPOINT_LATEST, TrainConfig, Trainer, measure_model_dir
 
+    if args.measure:
         print(json.dumps(measure_model_dir(args.measure), indent=2))
         return 0
     overrides = _overrides(args)
