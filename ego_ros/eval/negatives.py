@@ -96,6 +96,8 @@ def negative_kind_breakdown(
             "negatives": len(negs),
             "auc": roc_auc([d.truth for d in rows], [d.probability for d in rows]),
             "false_positive_rate": sum(d.predicted for d in negs) / len(negs),
-            "mean_probability": sum(probs) / len(probs) if len(probs) == len(negs) else None,
+            # 4 decimals: the engine's probabilities agree only to ~1e-6 across batch compositions (frames
+            # packed in one row), so more digits would differ between a resumed run and an uninterrupted one.
+            "mean_probability": round(sum(probs) / len(probs), 4) if len(probs) == len(negs) else None,
         }
     return out

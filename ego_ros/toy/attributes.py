@@ -226,7 +226,7 @@ class Instance:
 
     @property
     def world(self) -> str:
-        """"v2" when the instance carries a signature, else "v1"."""
+        """Name the world the instance belongs to: v2 when it carries a signature, else v1."""
         return "v1" if self.signature is None else "v2"
 
     @property
