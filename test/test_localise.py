@@ -177,3 +177,39 @@ def test_each_packed_question_attends_as_if_it_were_asked_alone(llava):
         single = attention_rows(cap.records)[0]
     assert packed == pytest.approx(single, abs=1e-5)
     assert not np.allclose(packed, packed.mean())  # a real map, not a uniform one
+
+
+# ------------------------------------------------------------------------------------- toy model, end to end
+#: Floor of the share of present cases whose point lies on the concept's exact mask, over the fixed scenes
+#: of the test below (4 held-out concepts, export seed 5, 4 test images each, the default map). Measured
+#: on the committed toy weights: 14 of 16 (0.875); the floor allows two more misses. The benchmark's figures
+#: over seeds 0 and 1 are in docs/toy_model.md.
+LOCATE_POINTING_MIN = 0.75
+
+
+@pytest.mark.slow
+def test_the_toy_model_points_at_a_present_concept_in_most_scenes(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from ego_ros.toy.export import export
+    from ego_ros.toy.render import render, scene_spec_from_dict
+
+    export(tmp_path, "yollava", 4, seed=5, views=5, test_per_concept=4, negatives=0)
+    manifest = json.loads((tmp_path / "toy_manifest.json").read_text())
+    engine = EgoEngine.load("toy", request_timeout_s=0)
+    for name in manifest["concepts"]:
+        views = sorted(k for k, v in manifest["images"].items() if v["role"] == "reference" and v["concept"] == name)
+        engine.introduce(name, [str(tmp_path / v) for v in views])
+    hits = []
+    for path, rec in manifest["images"].items():
+        if rec["role"] != "test":
+            continue
+        masks = render(scene_spec_from_dict(rec["spec"])).masks
+        for k, obj in enumerate(rec["objects"]):
+            if obj["concept"] is not None and masks[k].any():
+                x, y = engine.locate(Image.open(tmp_path / path), obj["concept"]).location.point
+                hits.append(bool(masks[k][int(y), int(x)]))
+    assert len(hits) >= 12
+    assert sum(hits) / len(hits) >= LOCATE_POINTING_MIN, f"{sum(hits)}/{len(hits)} points on the mask"
