@@ -157,6 +157,8 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=20, help="frames timed for the cost measurement")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="bench/results/toy_localisation.json")
+    p.add_argument("--cost-only", action="store_true",
+                   help="only the cost measurement (12 seed-0 concepts), written to --out with _cost.json")
     p.add_argument("--resummarise", action="store_true",
                    help="only recompute the summary and table of an existing --out (no model work)")
     args = p.parse_args()
@@ -174,6 +176,18 @@ def main() -> None:
     rng = np.random.default_rng(0)
     cases: list[dict] = []
     engine = EgoEngine.load(args.model, request_timeout_s=0)  # a shared CPU: no deadline on a benchmark
+    if args.cost_only:
+        data = root / f"yollava_s{args.seeds[0]}"
+        if not (data / "toy_manifest.json").is_file():
+            export(data, "yollava", args.concepts, seed=args.seeds[0], views=5)
+        manifest = json.loads((data / "toy_manifest.json").read_text())
+        introduce_all(engine, data, manifest)
+        first = next(k for k, v in manifest["images"].items() if v["role"] == "test")
+        measured = cost(engine, data / first, args.frames)
+        out = Path(args.out).with_name(Path(args.out).stem + "_cost.json")
+        out.write_text(json.dumps(measured, indent=1))
+        print(json.dumps(measured))
+        return
     for seed in args.seeds:
         for layout, kind in (("yollava", "single"), ("thisismy-multi", "multi")):
             data = root / f"{layout}_s{seed}"

@@ -124,6 +124,13 @@ def test_every_backend_locates_every_concept_inside_a_non_square_image(located):
         assert 0.0 <= loc.score <= 1.0
 
 
+def test_the_batched_similarity_of_several_concepts_equals_each_concepts_own(located):
+    vt = located.backend.encode_images([random_image(11)])[0]
+    batched = located._similarities(vt, ["kona", "milo"])
+    for name in ("kona", "milo"):
+        assert batched[name] == pytest.approx(similarity_map(vt.embeds, located._memory_tokens(name)), abs=1e-5)
+
+
 def test_localisation_does_not_change_the_recognition_probabilities(located):
     image = random_image(8)
     plain = located.recognize(image)

@@ -353,9 +353,12 @@ class EgoEngine:
                 probs, attn = self._yes_probabilities(vt, kept, capture=locate is not None) if kept else ({}, {})
                 recs = [Recognition(n, probs.get(n, 0.0), probs.get(n, 0.0) >= self.config.threshold,
                                     considered=n in probs) for n in names]
-                for r in recs:
-                    if r.considered and (locate == "all" or (locate == "present" and r.present)):
-                        r.location = self._location(vt, r.name, attn.get(r.name))
+                wanted = [r for r in recs
+                          if r.considered and (locate == "all" or (locate == "present" and r.present))]
+                if wanted:
+                    sims = self._similarities(vt, [r.name for r in wanted])
+                    for r in wanted:
+                        r.location = self._location(vt, r.name, attn.get(r.name), similarity=sims[r.name])
                 out.append(recs)
             return out
 
@@ -391,10 +394,22 @@ class EgoEngine:
     def _memory_tokens(self, name: str) -> torch.Tensor:
         return torch.cat([v.embeds for v in self.store.get(name).views])
 
-    def _location(self, vt: VisualTokens, name: str, attention: Any, which: str | None = None) -> Location:
+    def _similarities(self, vt: VisualTokens, names: list[str]) -> dict[str, Any]:
+        """`localise.similarity_map` of several concepts at once: one product with the kept normalised
+        memory matrix of the concept set, one transfer to the host."""
+        with stage("locate"), torch.no_grad():
+            mem, segment, _ = self._memory_matrix(names)
+            q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1).to(mem.device)
+            sims = mem @ q.T  # (memory tokens, query tokens)
+            best = torch.full((len(names), sims.shape[1]), float("-inf"), device=mem.device)
+            best = best.scatter_reduce(0, segment[:, None].expand_as(sims), sims, reduce="amax")
+            return dict(zip(names, best.cpu().numpy()))
+
+    def _location(self, vt: VisualTokens, name: str, attention: Any, which: str | None = None,
+                  similarity: Any = None) -> Location:
         which = which or self.config.location_map
         with stage("locate"):
-            sim = similarity_map(vt.embeds, self._memory_tokens(name))
+            sim = similarity_map(vt.embeds, self._memory_tokens(name)) if similarity is None else similarity
             return locate_map(name, combine(attention, sim, which), vt, which)
 
     def recognize_frames(self, images: list[ImageInput], name: str) -> list[Recognition]:

@@ -69,9 +69,10 @@ def normalise(values: np.ndarray) -> np.ndarray:
 
 def similarity_map(query: torch.Tensor, memory: torch.Tensor) -> np.ndarray:
     """(N,) best cosine similarity of each query visual token (N, D) to any memory token (M, D)."""
-    q = torch.nn.functional.normalize(query.float(), dim=-1)
-    m = torch.nn.functional.normalize(memory.float().to(q.device), dim=-1)
-    return (q @ m.T).max(dim=1).values.cpu().numpy()
+    with torch.no_grad():
+        q = torch.nn.functional.normalize(query.float(), dim=-1)
+        m = torch.nn.functional.normalize(memory.float().to(q.device), dim=-1)
+        return (q @ m.T).max(dim=1).values.cpu().numpy()
 
 
 def combine(attention: np.ndarray | None, similarity: np.ndarray, which: str) -> np.ndarray:
