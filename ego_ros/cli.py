@@ -1,6 +1,6 @@
 """`ego-ros`: the command line of ego_ros.
 
-Engine commands (introduce, recognize, ask, caption, concepts, calibrate, bench) print JSON on stdout
+Engine commands (introduce, recognize, locate, ask, caption, concepts, calibrate, bench) print JSON on stdout
 so robots and scripts can consume them; errors go to stderr with exit status 2 (bad input) or 1.
 """
 
@@ -80,6 +80,17 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         results.append({"image": str(img), "probabilities": {r.name: round(r.probability, 6) for r in recs},
                         "present": [r.name for r in recs if r.present],
                         "filtered_out": [r.name for r in recs if not r.considered]})
+    _print(results[0] if len(results) == 1 else results)
+    return 0
+
+
+def cmd_locate(args: argparse.Namespace) -> int:
+    engine = _engine(args, read_only=True, threshold=args.threshold, context=args.context)
+    results = []
+    for img in args.images:
+        rec = engine.locate(img, args.name, map=args.map)
+        results.append({"image": str(img), "name": rec.name, "found": rec.present,
+                        "probability": round(rec.probability, 6), **rec.location.to_dict(heatmap=args.heatmap)})
     _print(results[0] if len(results) == 1 else results)
     return 0
 
@@ -193,6 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--threshold", type=float, default=0.5)
     p.set_defaults(func=cmd_recognize)
+
+    p = sub.add_parser("locate", help="where a stored concept is in each image: box and point in pixels")
+    _model_args(p)
+    p.add_argument("--context", default="memory",
+                   choices=["memory", "keywords", "memory+keywords", "reference_images", "none"])
+    p.add_argument("images", nargs="+")
+    p.add_argument("--name", required=True, help="the concept to locate")
+    p.add_argument("--map", default=None, choices=["product", "attention", "similarity"],
+                   help="localisation map (default: the engine's)")
+    p.add_argument("--heatmap", action="store_true", help="also print the map over the visual-token grid")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.set_defaults(func=cmd_locate)
 
     p = sub.add_parser("ask", help="ask a question about an image (several images: frames of a video)")
     infer_args(p)

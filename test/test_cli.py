@@ -90,3 +90,25 @@ def test_console_entry_point_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ego_ros.cli", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "introduce" in proc.stdout and "recognize" in proc.stdout
+
+
+def test_locate_prints_the_box_and_point_in_pixels(tmp_path, pictures, capsys):
+    store = str(tmp_path / "store")
+    assert _run(capsys, "introduce", "--model", "random:llava", "--store", store, "--name", "kona",
+                pictures[0])[0] == 0
+    code, out, _ = _run(capsys, "locate", "--model", "random:llava", "--store", store, "--name", "kona",
+                        pictures[1])
+    assert code == 0
+    loc = json.loads(out)
+    assert loc["name"] == "kona" and isinstance(loc["found"], bool) and 0 <= loc["probability"] <= 1
+    x0, y0, x1, y1 = loc["box"]
+    assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    assert x0 <= loc["point"][0] <= x1 and y0 <= loc["point"][1] <= y1
+
+
+def test_locate_of_an_unknown_concept_exits_2(tmp_path, pictures, capsys):
+    store = str(tmp_path / "store")
+    _run(capsys, "introduce", "--model", "random:llava", "--store", store, "--name", "kona", pictures[0])
+    code, _, err = _run(capsys, "locate", "--model", "random:llava", "--store", store, "--name", "nobody",
+                        pictures[1])
+    assert code == 2 and "nobody" in err

@@ -25,8 +25,8 @@ try:
     from std_msgs.msg import Header
 
     from ego_msgs.action import IntroduceFromCamera
-    from ego_msgs.msg import Answer, ConceptDescription, ConceptList, Recognitions
-    from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
+    from ego_msgs.msg import Answer, ConceptDescription, ConceptList, ConceptLocation, Recognitions
+    from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 except ImportError as exc:  # pragma: no cover - environment problem, reported as a collection error
     raise ImportError(f"{exc}; build the interfaces first with scripts/build_ego_msgs.sh") from exc
 
@@ -37,6 +37,7 @@ TIMEOUT_S = 20.0  # generous bound for discovery and delivery; never a timing as
 
 HEADER = "std_msgs/Header"
 DESCRIPTION = "ego_msgs/ConceptDescription"
+LOCATION = "ego_msgs/ConceptLocation"
 
 EXPECTED_FIELDS = {
     Recognitions: {
@@ -46,6 +47,17 @@ EXPECTED_FIELDS = {
         "present": "sequence<boolean>",
         "threshold": "float",
         "latency_s": "float",
+        "locations": f"sequence<{LOCATION}>",
+    },
+    ConceptLocation: {
+        "name": "string",
+        "x_min": "float",
+        "y_min": "float",
+        "x_max": "float",
+        "y_max": "float",
+        "x": "float",
+        "y": "float",
+        "score": "float",
     },
     Answer: {
         "header": HEADER,
@@ -93,6 +105,15 @@ EXPECTED_FIELDS = {
     Ask.Response: {"success": "boolean", "message": "string", "answer": "ego_msgs/Answer"},
     Caption.Request: {"image": "sensor_msgs/Image", "concepts": "sequence<string>", "max_new_tokens": "uint32"},
     Caption.Response: {"success": "boolean", "message": "string", "answer": "ego_msgs/Answer"},
+    Locate.Request: {"name": "string", "image": "sensor_msgs/Image"},
+    Locate.Response: {
+        "success": "boolean",
+        "message": "string",
+        "found": "boolean",
+        "probability": "float",
+        "location": LOCATION,
+        "header": HEADER,
+    },
     IntroduceFromCamera.Goal: {
         "name": "string",
         "num_frames": "uint32",
@@ -180,6 +201,8 @@ def test_recognitions_round_trip_through_a_publisher_and_subscriber(node_pair):
         present=[True, False],
         threshold=0.5,
         latency_s=0.25,
+        locations=[ConceptLocation(name="my_mug", x_min=16.0, y_min=8.0, x_max=48.0, y_max=40.0, x=32.0, y=24.0,
+                                   score=0.75)],
     )
 
     def publish_until_received() -> bool:
@@ -194,6 +217,7 @@ def test_recognitions_round_trip_through_a_publisher_and_subscriber(node_pair):
     assert list(got.probabilities) == [0.875, 0.125]  # exactly representable in float32
     assert list(got.present) == [True, False]
     assert (got.threshold, got.latency_s) == (0.5, 0.25)
+    assert list(got.locations) == list(sent.locations)
 
 
 def test_concept_list_is_delivered_to_a_late_transient_local_subscriber(node_pair):

@@ -40,7 +40,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ego_msgs.action import IntroduceFromCamera
 from ego_msgs.msg import Answer, ConceptList, Recognitions
-from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
+from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 from ego_ros.ros.image_conversion import rgb_to_compressed
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -190,6 +190,18 @@ def test_caption_of_a_given_image_answers_with_its_header(ego):
     assert response.answer.question == ""
 
 
+def test_locate_on_a_given_image_gives_a_box_and_point_inside_it_with_its_header(ego):
+    image = raw_image(13, stamp=(44, 9), frame_id="hand_camera")
+    response = ego.call(Locate, f"{NODE}/locate", Locate.Request(name="base", image=image))
+    assert response.success, response.message
+    assert header_key(response.header) == (44, 9, "hand_camera")
+    assert 0.0 <= response.probability <= 1.0 and response.found == (response.probability >= 0.5)
+    loc = response.location
+    assert loc.name == "base" and 0.0 <= loc.score <= 1.0
+    assert 0 <= loc.x_min < loc.x_max <= image.width and 0 <= loc.y_min < loc.y_max <= image.height
+    assert loc.x_min <= loc.x <= loc.x_max and loc.y_min <= loc.y <= loc.y_max
+
+
 def test_list_concepts_describes_every_stored_concept(ego):
     response = ego.call(ListConcepts, f"{NODE}/list_concepts")
     assert response.success and response.message == ""
@@ -328,6 +340,11 @@ def _bad_requests():
     cases["ask: unknown concept"] = (Ask, "ask", Ask.Request(question="Where?", image=good[0], concepts=["nobody"]),
                                      "unknown concept 'nobody'")
     cases["ask: empty question"] = (Ask, "ask", Ask.Request(question="  ", image=good[0]), "question is empty")
+    cases["locate: unknown concept"] = (Locate, "locate", Locate.Request(name="nobody", image=good[0]),
+                                        "unknown concept 'nobody'")
+    cases["locate: unknown encoding"] = (Locate, "locate",
+                                         Locate.Request(name="base", image=BAD_IMAGES["unknown encoding"][0]),
+                                         "unsupported image encoding")
     cases["caption: unknown concept"] = (Caption, "caption", Caption.Request(image=good[0], concepts=["nobody"]),
                                          "unknown concept 'nobody'")
     return cases
@@ -461,6 +478,7 @@ def set_parameter(ego: Ego, name: str, value, type_: Parameter.Type | None = Non
     ("concepts", ["ok", "not/ok"], "path separator"),
     ("standing_questions", ["  "], "empty questions"),
     ("model", "random:qwen2_5_vl", "read-only"),
+    ("locate", "everywhere", "locate must be one of"),
 ])
 def test_invalid_parameter_values_are_refused(ego, name, value, reason):
     result = set_parameter(ego, name, value)
@@ -477,6 +495,35 @@ def test_threshold_change_applies_to_the_next_recognitions(ego, camera):
         assert list(changed.present) == [p >= 0.875 for p in changed.probabilities]
     finally:
         assert set_parameter(ego, "threshold", 0.5).successful
+
+
+def test_recognitions_locate_every_scored_concept_when_asked(ego, camera):
+    assert set_parameter(ego, "locate", "all").successful
+    try:
+        recognitions = ego.collect(Recognitions, f"{NODE}/recognitions")
+        ego.wait(lambda: any(header_key(r.header) in camera.headers and r.locations for r in recognitions),
+                 "recognitions with locations")
+        latest = next(r for r in reversed(recognitions) if header_key(r.header) in camera.headers and r.locations)
+        assert [loc.name for loc in latest.locations] == list(latest.names)
+        for loc in latest.locations:  # the camera's frames are 64x48
+            assert 0 <= loc.x_min < loc.x_max <= 64 and 0 <= loc.y_min < loc.y_max <= 48
+            assert loc.x_min <= loc.x <= loc.x_max and loc.y_min <= loc.y <= loc.y_max
+    finally:
+        assert set_parameter(ego, "locate", "present").successful
+
+
+def test_locations_are_left_out_when_locate_is_off(ego, camera):
+    assert set_parameter(ego, "locate", "off").successful
+    assert set_parameter(ego, "threshold", 0.0).successful  # every concept present
+    try:
+        recognitions = ego.collect(Recognitions, f"{NODE}/recognitions")
+        ego.wait(lambda: any(r.threshold == 0.0 and header_key(r.header) in camera.headers for r in recognitions),
+                 "recognitions after the change")
+        latest = next(r for r in reversed(recognitions) if r.threshold == 0.0)
+        assert all(latest.present) and list(latest.locations) == []
+    finally:
+        assert set_parameter(ego, "threshold", 0.5).successful
+        assert set_parameter(ego, "locate", "present").successful
 
 
 def test_concepts_parameter_restricts_recognition(ego, camera):

@@ -14,6 +14,7 @@ import torch
 from ego_ros.core.engine import Answer as EngineAnswer
 from ego_ros.core.engine import Recognition
 from ego_ros.core.errors import BusyError, InvalidImageError, UnknownConceptError
+from ego_ros.core.localise import Location
 from ego_ros.core.memory import ConceptMemory, MemoryView
 from ego_ros.ros.concepts_file import ConceptsFileError, load_concepts_file
 from ego_ros.ros.image_conversion import ImageConversionError
@@ -165,6 +166,15 @@ def test_recognition_overlay_keeps_the_frame_size_and_leaves_the_input_untouched
     assert (rgb == 128).all()
 
 
+def test_recognition_overlay_draws_a_located_concepts_box_where_it_is():
+    rgb = np.full((96, 128, 3), 128, dtype=np.uint8)
+    loc = Location("mug", box=(80.0, 40.0, 120.0, 90.0), point=(100.0, 65.0), score=0.8, heatmap=np.zeros((2, 2)))
+    out = draw_recognitions(rgb, [Recognition("mug", 0.9, True, location=loc)])
+    assert not (out[40, 100] == 128).all() and not (out[65, 80] == 128).all()  # top and left edges drawn
+    assert (out[75, 90] == 128).all()  # inside the box, off the peak's cross: untouched
+    assert (out[20, 125] == 128).all()  # outside the box and the text panel
+
+
 # ------------------------------------------------------------------------------ message conversions (ROS)
 ros = pytest.mark.ros
 
@@ -207,6 +217,21 @@ def test_recognitions_leave_out_concepts_the_similarity_filter_skipped():
     assert list(msg.names) == ["a"] and list(msg.probabilities) == [0.75] and list(msg.present) == [True]
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (5, 6, "cam")
     assert (msg.threshold, msg.latency_s) == (0.5, 0.25)
+    assert list(msg.locations) == []
+
+
+@ros
+def test_recognitions_carry_each_located_concepts_box_point_and_score_in_pixels():
+    from std_msgs.msg import Header
+
+    from ego_ros.ros.conversions import recognitions_msg
+
+    loc = Location("a", box=(8.0, 4.0, 24.0, 20.0), point=(16.0, 12.0), score=0.625, heatmap=np.zeros((2, 2)))
+    msg = recognitions_msg(Header(), [Recognition("a", 0.75, True, location=loc), Recognition("b", 0.25, False)],
+                           0.5, 0.25)
+    (got,) = msg.locations
+    assert got.name == "a" and (got.x_min, got.y_min, got.x_max, got.y_max) == (8.0, 4.0, 24.0, 20.0)
+    assert (got.x, got.y, got.score) == (16.0, 12.0, 0.625)
 
 
 @ros

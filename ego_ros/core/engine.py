@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .attention import capturing
 from .backends.base import PREPROCESS_METHODS, Backend, VisualTokens
 from .calibration import CALIBRATION_FILE, Calibration, default_layers
 from .compose import (
@@ -53,6 +54,7 @@ from .limits import (
     check_token_count,
 )
 from .loading import load_backend, model_directory
+from .localise import DEFAULT_MAP, MAPS, Location, attention_rows, combine, locate_map, similarity_map
 from .memory import ConceptMemory, MemoryView, validate_name
 from .profile import stage
 from .sequence import DECODERS, PrefixCache, Runner, Sequence
@@ -82,6 +84,8 @@ class EngineConfig:
     #: wall-clock deadline of one model call in seconds (introduce, recognize, ask, caption, ...), checked
     #: between forward passes and decode steps; the call then raises RequestTimeoutError. 0 disables it.
     request_timeout_s: float = 120.0
+    #: localisation map: "product" (attention x similarity), "attention" or "similarity" (localise.MAPS)
+    location_map: str = DEFAULT_MAP
     #: greedy decoding: "eager" (growing cache), "static" (preallocated cache; CUDA graphs on CUDA) or
     #: "auto" (static on CUDA, eager on CPU). Read when the engine is created, like `cuda_graphs`.
     decoder: str = "auto"
@@ -101,6 +105,8 @@ class EngineConfig:
         if not (isinstance(self.request_timeout_s, (int, float)) and 0.0 <= self.request_timeout_s < float("inf")):
             raise ValueError(f"request_timeout_s must be a finite number of seconds >= 0 (0 disables), "
                              f"got {self.request_timeout_s!r}")
+        if self.location_map not in MAPS:
+            raise ValueError(f"unknown location_map {self.location_map!r}; expected one of {MAPS}")
         if self.preprocess not in PREPROCESS_METHODS:
             raise ValueError(f"unknown preprocess {self.preprocess!r}; expected one of {PREPROCESS_METHODS}")
         self.introduce.validate()
@@ -122,6 +128,8 @@ class Recognition:
     present: bool
     #: False when the similarity filter left the concept out of the context (probability is then 0)
     considered: bool = True
+    #: where it is in the image, when localisation was asked for it (localise.Location)
+    location: Location | None = None
 
 
 @dataclass
@@ -316,16 +324,22 @@ class EgoEngine:
         self.close()
 
     # ----- inference -----------------------------------------------------------------------------------
-    def recognize(self, image: ImageInput, concepts: list[str] | None = None) -> list[Recognition]:
-        """Yes/no and probability for each concept (default: all stored) in one image."""
-        return self.recognize_batch([image], concepts)[0]
+    def recognize(self, image: ImageInput, concepts: list[str] | None = None, locate: str | None = None
+                  ) -> list[Recognition]:
+        """Yes/no and probability for each concept (default: all stored) in one image.
 
-    def recognize_batch(self, images: list[ImageInput], concepts: list[str] | None = None
-                        ) -> list[list[Recognition]]:
+        `locate` "present" adds a `Location` to each concept judged present, "all" to every concept in
+        the context; the signal is captured on the recognition pass itself (localise.py)."""
+        return self.recognize_batch([image], concepts, locate=locate)[0]
+
+    def recognize_batch(self, images: list[ImageInput], concepts: list[str] | None = None,
+                        locate: str | None = None) -> list[list[Recognition]]:
         """Recognition over several frames sharing the cached concept prefix.
 
         With one concept, the frames run as one batch; with several, each frame's questions do.
         """
+        if locate not in (None, "present", "all"):
+            raise ValueError(f"locate must be None, 'present' or 'all', got {locate!r}")
         rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
         names = self._names(concepts)
         if not names:
@@ -336,10 +350,67 @@ class EgoEngine:
             out: list[list[Recognition]] = []
             for vt in vts:
                 kept = self._filter(names, vt)
-                probs = self._yes_probabilities(vt, kept) if kept else {}
-                out.append([Recognition(n, probs.get(n, 0.0), probs.get(n, 0.0) >= self.config.threshold,
-                                        considered=n in probs) for n in names])
+                probs, attn = self._yes_probabilities(vt, kept, capture=locate is not None) if kept else ({}, {})
+                recs = [Recognition(n, probs.get(n, 0.0), probs.get(n, 0.0) >= self.config.threshold,
+                                    considered=n in probs) for n in names]
+                wanted = [r for r in recs
+                          if r.considered and (locate == "all" or (locate == "present" and r.present))]
+                if wanted:
+                    sims = self._similarities(vt, [r.name for r in wanted])
+                    for r in wanted:
+                        r.location = self._location(vt, r.name, attn.get(r.name), similarity=sims[r.name])
+                out.append(recs)
             return out
+
+    def locate(self, image: ImageInput, name: str, map: str | None = None) -> Recognition:
+        """Where concept `name` is in the image: its recognition (found: `present`) with a `Location`
+        from the map `map` (default: config.location_map), whether or not it was judged present."""
+        which = map or self.config.location_map
+        if which not in MAPS:
+            raise ValueError(f"unknown localisation map {which!r}; expected one of {MAPS}")
+        rgb = to_rgb(image)
+        names = self._names([name])
+        with self._model_call("localisation"), torch.inference_mode():
+            vt = self.backend.encode_images([rgb])[0]
+            self._check()
+            probs, attn = self._yes_probabilities(vt, names, capture=True)
+            n = names[0]
+            rec = Recognition(n, probs[n], probs[n] >= self.config.threshold)
+            rec.location = self._location(vt, n, attn.get(n), which)
+        return rec
+
+    def location_maps(self, image: ImageInput, name: str) -> tuple[VisualTokens, dict[str, Any], float]:
+        """Every candidate map of one concept in one image (benchmarks): the image's visual tokens, the
+        raw maps by name (localise.MAPS, each (rows, cols)) and P(yes)."""
+        rgb = to_rgb(image)
+        names = self._names([name])
+        with self._model_call("localisation"), torch.inference_mode():
+            vt = self.backend.encode_images([rgb])[0]
+            probs, attn = self._yes_probabilities(vt, names, capture=True)
+            sim = similarity_map(vt.embeds, self._memory_tokens(names[0]))
+            maps = {m: combine(attn.get(names[0]), sim, m).reshape(vt.rows, vt.cols) for m in MAPS}
+        return vt, maps, probs[names[0]]
+
+    def _memory_tokens(self, name: str) -> torch.Tensor:
+        return torch.cat([v.embeds for v in self.store.get(name).views])
+
+    def _similarities(self, vt: VisualTokens, names: list[str]) -> dict[str, Any]:
+        """`localise.similarity_map` of several concepts at once: one product with the kept normalised
+        memory matrix of the concept set, one transfer to the host."""
+        with stage("locate"), torch.no_grad():
+            mem, segment, _ = self._memory_matrix(names)
+            q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1).to(mem.device)
+            sims = mem @ q.T  # (memory tokens, query tokens)
+            best = torch.full((len(names), sims.shape[1]), float("-inf"), device=mem.device)
+            best = best.scatter_reduce(0, segment[:, None].expand_as(sims), sims, reduce="amax")
+            return dict(zip(names, best.cpu().numpy()))
+
+    def _location(self, vt: VisualTokens, name: str, attention: Any, which: str | None = None,
+                  similarity: Any = None) -> Location:
+        which = which or self.config.location_map
+        with stage("locate"):
+            sim = similarity_map(vt.embeds, self._memory_tokens(name)) if similarity is None else similarity
+            return locate_map(name, combine(attention, sim, which), vt, which)
 
     def recognize_frames(self, images: list[ImageInput], name: str) -> list[Recognition]:
         """One concept over a batch of frames in a single batched forward over the shared prefix."""
@@ -510,15 +581,28 @@ class EgoEngine:
         no = torch.logsumexp(logp[:, self._no_ids], dim=-1)
         return torch.sigmoid(yes - no).tolist()
 
-    def _yes_probabilities(self, vt: VisualTokens, names: list[str]) -> dict[str, float]:
-        """P(yes) per concept: context and image encoded once, the questions as packed tails over them."""
+    def _yes_probabilities(self, vt: VisualTokens, names: list[str], capture: bool = False
+                           ) -> tuple[dict[str, float], dict[str, Any]]:
+        """P(yes) per concept: context and image encoded once, the questions as packed tails over them.
+
+        With `capture`, also each question's last-token attention over the query image's visual tokens
+        on the engine's layers, (rows, cols) arrays by name, recorded in the same passes."""
         q_template = self.backend.prompts.recognition
         with stage("compose"):
             queries = recognition_queries(self.backend, self._context(names, 1), [vt],
                                           [q_template.format(name=n) for n in names])
         prefix = self._prefix(queries.shared, names, queries.context_end)
-        logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
-        return dict(zip(names, self._probabilities(logits)))
+        if not capture:
+            logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
+            return dict(zip(names, self._probabilities(logits))), {}
+        start = next(s for s, blk in queries.shared.blocks
+                     if s >= (queries.context_end or 0) and blk.embeds is vt.embeds)
+        columns = torch.arange(start, start + vt.count)
+        with capturing(self.layers, columns) as cap:
+            logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch,
+                                        capture=cap)
+        rows = attention_rows(cap.records)
+        return dict(zip(names, self._probabilities(logits))), dict(zip(names, rows))
 
     def _answer(self, images: list[Image.Image], question: str, concepts: list[str] | None,
                 max_new_tokens: int | None, video: bool = False) -> Answer:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .attention import Capture
 from .profile import stage
 from .sequence import (
     Deepstack,
@@ -92,8 +93,12 @@ def _deepstack_rows(parts: list[tuple[Deepstack | None, int]]) -> list[tuple[tor
 
 
 def shared_last_logits(runner: Runner, queries: SharedQueries, prefix: PrefixCache | None = None,
-                       batch: int | None = None) -> torch.Tensor:
+                       batch: int | None = None, capture: Capture | None = None) -> torch.Tensor:
     """Logits of the next token after each query (N, V).
+
+    With an active `capture` (attention.capturing), the attention of each tail's last row (the row whose
+    logits are returned) is recorded on the capture's layers and columns, in the same passes: the
+    localisation signal costs no second forward pass.
 
     The cached prefix (if any) is forked once. The first forward pass runs the rest of the shared part
     (query image, shared text) together with the first `batch` tails (all when None) packed after it,
@@ -128,6 +133,10 @@ def shared_last_logits(runner: Runner, queries: SharedQueries, prefix: PrefixCac
                 deep_rows = _deepstack_rows([(t_deep, t_emb.shape[0])])
                 first_row, pass_cache = 0, fork_cache(base)
             last = first_row + torch.cumsum(torch.tensor(lengths), 0) - 1
+            if capture is not None:
+                capture.rows = last
             out.append(runner._forward(rows_emb[None], Runner._batch_positions(rows_pos), pass_cache,
                                        attention_mask=mask, deepstack=deep_rows, rows=last))
+    if capture is not None:
+        capture.rows = None
     return torch.cat(out)

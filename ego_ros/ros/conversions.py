@@ -14,11 +14,12 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ego_msgs.msg import Answer, ConceptDescription, Recognitions
+from ego_msgs.msg import Answer, ConceptDescription, ConceptLocation, Recognitions
 
 from ..core.engine import Answer as EngineAnswer
 from ..core.engine import Recognition
 from ..core.errors import EgoError
+from ..core.localise import Location
 from ..core.memory import ConceptMemory
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_fields_to_rgb
 
@@ -98,7 +99,16 @@ def recognitions_msg(header: Header, results: list[Recognition], threshold: floa
         present=(probabilities >= np.float32(threshold)).tolist(),
         threshold=float(threshold),
         latency_s=float(latency_s),
+        locations=[location_msg(r.location) for r in scored if r.location is not None],
     )
+
+
+def location_msg(location: Location) -> ConceptLocation:
+    """A concept's location in the input image's pixels."""
+    x0, y0, x1, y1 = location.box
+    return ConceptLocation(name=location.name, x_min=float(x0), y_min=float(y0), x_max=float(x1),
+                           y_max=float(y1), x=float(location.point[0]), y=float(location.point[1]),
+                           score=float(location.score))
 
 
 def answer_msg(header: Header, question: str, answer: EngineAnswer, latency_s: float | None = None) -> Answer:

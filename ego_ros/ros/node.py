@@ -4,10 +4,12 @@ Interface (names relative to the node; remap `image` to the camera):
 
   Subscribes   image (sensor_msgs/Image) or image/compressed (sensor_msgs/CompressedImage), by the
                image_transport parameter; sensor-data QoS, overridable through qos_overrides.
-  Publishes    ~/recognitions (ego_msgs/Recognitions), ~/answers (ego_msgs/Answer, standing questions),
+  Publishes    ~/recognitions (ego_msgs/Recognitions, with the located concepts' boxes and points),
+               ~/answers (ego_msgs/Answer, standing questions),
                ~/concepts (ego_msgs/ConceptList, transient local, on every change),
                ~/debug/image (sensor_msgs/Image, only while subscribed), /diagnostics.
-  Services     ~/introduce_concept, ~/remove_concept, ~/rename_concept, ~/list_concepts, ~/ask, ~/caption
+  Services     ~/introduce_concept, ~/remove_concept, ~/rename_concept, ~/list_concepts, ~/ask, ~/caption,
+               ~/locate (where is NAME: box and point in the image, whether it was found)
   Action       ~/introduce_from_camera (ego_msgs/action/IntroduceFromCamera)
 
 Lifecycle: configure loads the model and the concept store (and introduces the concepts_file),
@@ -70,7 +72,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ego_msgs.action import IntroduceFromCamera
 from ego_msgs.msg import Answer, ConceptList, Recognitions
-from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
+from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 
 from ..core.engine import EgoEngine
 from ..core.errors import EgoError, RequestCancelledError
@@ -154,6 +156,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         self.create_service(ListConcepts, "~/list_concepts", self._srv_list, callback_group=group)
         self.create_service(Ask, "~/ask", self._srv_ask, callback_group=group)
         self.create_service(Caption, "~/caption", self._srv_caption, callback_group=group)
+        self.create_service(Locate, "~/locate", self._srv_locate, callback_group=group)
         self._action = ActionServer(
             self, IntroduceFromCamera, "~/introduce_from_camera", execute_callback=self._execute_introduce_from_camera,
             goal_callback=lambda _goal: GoalResponse.ACCEPT, cancel_callback=self._on_cancel, callback_group=group)
@@ -436,7 +439,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
                 raise PoolClosedError()  # deactivated while this frame waited behind another model call
             names = self._stream_concepts(engine)  # here, so no rename or removal can come in between
             threshold = engine.config.threshold
-            recs = engine.recognize(rgb, names)
+            recs = engine.recognize(rgb, names, locate=None if settings.locate == "off" else settings.locate)
             answers = [(q, engine.ask(rgb, q, names, settings.max_new_tokens)) for q in questions]
             return recs, threshold, answers
 

@@ -1,7 +1,7 @@
 """Debug images drawn with OpenCV: recognitions on a camera frame, and a concept's selected patches.
 
-Ego does not localise concepts, so a frame overlay lists the scored concepts with their probabilities
-(present ones highlighted) rather than drawing boxes. After an introduction, the reference view is
+A frame overlay lists the scored concepts with their probabilities (present ones highlighted) and draws
+each located concept's box, peak point and label. After an introduction, the reference view is
 shown dimmed except for the visual tokens the memory kept, which is what the model will look for.
 """
 
@@ -48,8 +48,23 @@ def draw_recognitions(rgb: np.ndarray, recognitions: Sequence[Recognition]) -> n
     scored = sorted((r for r in recognitions if r.considered), key=lambda r: -r.probability)
     lines = [(f"{'[x]' if r.present else '[ ]'} {r.name} {r.probability:.2f}", _PRESENT if r.present else _ABSENT)
              for r in scored]
+    for r in scored:
+        if r.location is not None:
+            _draw_location(out, r)
     _panel(out, lines or [("no concepts", _ABSENT)])
     return out
+
+
+def _draw_location(image: np.ndarray, rec: Recognition) -> None:
+    """The concept's box, a cross on its peak and its name above the box (in place)."""
+    loc = rec.location
+    colour = _PRESENT if rec.present else _ABSENT
+    scale, thick = _text_scale(image)
+    x0, y0, x1, y1 = (int(round(v)) for v in loc.box)
+    cv2.rectangle(image, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, thick)
+    px, py = int(loc.point[0]), int(loc.point[1])
+    cv2.drawMarker(image, (px, py), colour, cv2.MARKER_CROSS, max(5, int(10 * scale)), thick)
+    cv2.putText(image, rec.name, (x0, max(int(12 * scale), y0 - 3)), _FONT, scale, colour, thick, cv2.LINE_AA)
 
 
 def draw_memory_view(rgb: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int], title: str) -> np.ndarray:

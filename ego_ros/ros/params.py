@@ -72,6 +72,8 @@ SPECS: tuple[ParamSpec, ...] = (
               "concepts whose memories best match the image are kept.", int_range=(1, 1024)),
     ParamSpec("threshold", 0.5, "Probability at or above which a concept counts as present.",
               float_range=(0.0, 1.0)),
+    ParamSpec("locate", "present", "Which concepts get a location (box, point) in ~/recognitions: present (those "
+              "judged present), all (every scored concept) or off.", constraints="present, all or off"),
     ParamSpec("max_new_tokens", 64, "Default limit of generated tokens for answers and captions.",
               int_range=(1, 4096)),
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest accepted input image in pixels (width * height); "
@@ -90,6 +92,7 @@ class ParameterValueError(ValueError):
     """A parameter value outside what the node accepts."""
 
 
+LOCATE_MODES = ("present", "all", "off")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -118,6 +121,8 @@ def validate(name: str, value: Any) -> None:
         raise ParameterValueError(f"dtype must be one of {', '.join(DTYPES)}, got {value!r}")
     if name == "image_transport" and value not in IMAGE_TRANSPORTS:
         raise ParameterValueError(f"image_transport must be raw or compressed, got {value!r}")
+    if name == "locate" and value not in LOCATE_MODES:
+        raise ParameterValueError(f"locate must be one of {', '.join(LOCATE_MODES)}, got {value!r}")
     if name == "model" and not str(value).strip():
         raise ParameterValueError("model must not be empty")
     if name == "concepts":
@@ -153,6 +158,7 @@ class Settings:
     standing_questions: list[str] = field(default_factory=list)
     max_context_concepts: int = 16
     threshold: float = 0.5
+    locate: str = "present"
     max_new_tokens: int = 64
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     request_timeout: float = 120.0

@@ -1,4 +1,4 @@
-"""The node's services: introduce, remove, rename and list concepts; ask and caption.
+"""The node's services: introduce, remove, rename and list concepts; ask, caption and locate.
 
 Each is a coroutine on the requests callback group that awaits the model thread (list_concepts
 never waits); every failure becomes success=false with a message (see request_helpers._fail).
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from std_msgs.msg import Header
 
-from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
+from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 
 from ..core.errors import DuplicateConceptError, InvalidImageError
 from ..core.limits import MAX_NOTES_CHARS, MAX_QUESTION_CHARS, check_new_tokens, check_text
@@ -21,6 +21,7 @@ from .conversions import (
     concept_description,
     frame_to_rgb,
     image_to_rgb,
+    location_msg,
 )
 from .image_conversion import ImageConversionError, compressed_to_rgb
 from .request_helpers import MAX_VIEWS, NodeStateError
@@ -146,4 +147,20 @@ class ServicesMixin:
             return self._fail(response, exc, "caption")
         response.success = True
         response.answer = answer_msg(header, "", answer)
+        return response
+
+    async def _srv_locate(self, request: Locate.Request, response: Locate.Response) -> Locate.Response:
+        """Where is NAME: located whether or not it is judged present (found says which)."""
+        try:
+            engine = self._require_engine()
+            name = engine.store.get(validate_name(request.name)).name  # unknown: refused before queueing
+            rgb, header = self._request_image(request.image)
+            rec = await self._on_model_thread(engine.locate, rgb, name)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(response, exc, "locate")
+        response.success = True
+        response.found = bool(rec.present)
+        response.probability = float(rec.probability)
+        response.location = location_msg(rec.location)
+        response.header = header
         return response
