@@ -193,7 +193,10 @@ def test_failed_configure_leaves_the_node_unconfigured_with_the_reason_in_the_lo
     try:
         with ros_client(domain, "ego_failed_configure", tmp_path / "log") as (node, executor):
             call = ServiceCaller(node, executor, TIMEOUT)
-            assert call(GetState, f"{namespace}/ego_node/get_state").current_state.label == "unconfigured"
+            # With autostart the node configures before it spins, so get_state is answered only after the
+            # failed configure (its imports of torch and transformers) is over: allow for a loaded machine.
+            state = call(GetState, f"{namespace}/ego_node/get_state", timeout=3 * TIMEOUT)
+            assert state.current_state.label == "unconfigured"
             listed = call(ListConcepts, f"{namespace}/ego_node/list_concepts")
             assert not listed.success and "not configured" in listed.message
     finally:
