@@ -21,7 +21,6 @@ Usage: python bench/ros_soak.py [--duration 600] [--interval 0.5] [--max-rate 5]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,7 +30,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from stats import percentiles_ms, rss_mb, slope_per_minute
+from stats import percentiles_ms, rss_mb, slope_per_minute, write_result
 
 from ego_ros.ros.demo import NODE_NAME, DemoError, RosGraph, reference_views
 
@@ -241,10 +240,7 @@ def main() -> int:
         say(f"error: {exc}")
         return 1
     out = Path(args.out or f"bench/results/ros_soak_{time.strftime('%Y-%m-%d')}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=1))
-    say(f"wrote {out}")
+    write_result(out, result, say)
     return 0
 
 

@@ -21,7 +21,6 @@ Usage: python bench/ros_stream.py [--model toy] [--concepts 1 10] [--duration 30
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stats import percentiles_ms, rss_mb, slope_per_minute
+from stats import percentiles_ms, rss_mb, slope_per_minute, write_result
 
 from ego_ros.ros.demo import DemoError, RosGraph, Sample
 
@@ -184,10 +183,7 @@ def main() -> int:
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     slug = re.sub(r"[^A-Za-z0-9]+", "_", model).strip("_")
     out = Path(args.out or f"bench/results/ros_stream_{slug}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=1))
-    say(f"wrote {out}")
+    write_result(out, result, say)
     return 0
 
 

@@ -1,8 +1,12 @@
-"""What the ROS benchmarks (stream rate, soak) share: a process's RSS, latency percentiles, RSS slope."""
+"""What the ROS benchmarks (stream rate, soak) share: a process's RSS, latency percentiles, RSS slope, and
+writing the result file."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,3 +40,11 @@ def slope_per_minute(samples: list[tuple[float, float]]) -> float | None:
     t = np.array([s[0] for s in samples])
     y = np.array([s[1] for s in samples])
     return round(float(np.polyfit(t - t[0], y, 1)[0] * 60.0), 3)
+
+
+def write_result(out: Path, result: dict[str, Any], say: Callable[[str], None]) -> None:
+    """Write the result JSON to `out` (creating its folder), echo it on stdout and say where it went."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=1))
+    say(f"wrote {out}")

@@ -161,13 +161,18 @@ def _forward_calls(backend, fn):
     return calls
 
 
+def _recognition_queries(backend):
+    """One frame's recognition queries for every test concept, as the engine composes them."""
+    entries = _entries(backend)
+    vt = backend.encode_images([random_image(22)])[0]
+    return recognition_queries(backend, query_context(backend, entries, 1), [vt],
+                               [f"Is {e.name} here?" for e in entries])
+
+
 @torch.no_grad()
 def test_image_and_all_questions_run_in_one_row_over_one_cache_copy(backends):
     backend = backends["qwen2_5_vl"]
-    entries = _entries(backend)
-    vt = backend.encode_images([random_image(22)])[0]
-    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt],
-                                  [f"Is {e.name} here?" for e in entries])
+    queries = _recognition_queries(backend)
     runner = Runner(backend)
     prefix = runner.encode_prefix(queries.shared, queries.context_end, key=("t",))
     calls = _forward_calls(backend, lambda: shared_last_logits(runner, queries, prefix))
@@ -178,10 +183,7 @@ def test_image_and_all_questions_run_in_one_row_over_one_cache_copy(backends):
 @torch.no_grad()
 def test_later_question_batches_start_from_the_shared_part(backends):
     backend = backends["llava"]
-    entries = _entries(backend)
-    vt = backend.encode_images([random_image(22)])[0]
-    queries = recognition_queries(backend, query_context(backend, entries, 1), [vt],
-                                  [f"Is {e.name} here?" for e in entries])
+    queries = _recognition_queries(backend)
     calls = _forward_calls(backend, lambda: shared_last_logits(Runner(backend), queries, None, batch=2))
     first, second = (sum(len(t) for t in queries.tails[:2]), len(queries.tails[2]))
     assert calls == [((1, len(queries.shared) + first), 0), ((1, second), len(queries.shared))]
