@@ -20,6 +20,7 @@ from ego_ros.toy.train import (
     VisionTargets,
     auc,
     batch_at,
+    reproduce_flags,
     summarize_steps,
 )
 
@@ -422,3 +423,20 @@ def test_the_reproduce_command_of_an_export_rebuilds_its_training_settings():
     for k, v in train_cli._overrides(args).items():
         setattr(rebuilt.tasks if k == "ramp_steps" else rebuilt, k, v)
     assert rebuilt.to_dict() == cfg.to_dict()
+
+
+def test_a_run_can_start_from_an_exported_model_instead_of_random_weights(tmp_path: Path):
+    trained = Trainer(_cfg(steps=1, seed=3))
+    trained.run(progress=False)
+    out = trained.export(tmp_path / "model")
+    warm = Trainer(_cfg(steps=1, seed=0, init=str(out)))
+    for (name, a), b in zip(trained.model.state_dict().items(), warm.model.state_dict().values()):
+        assert torch.equal(a.float(), b.float()), name
+    assert "--init" in reproduce_flags(warm.cfg)
+
+
+def test_starting_from_a_directory_of_another_spec_is_refused(tmp_path: Path):
+    big = Trainer(_cfg(steps=1, tiny=False, vision_steps=0))
+    out = big.export(tmp_path / "model")
+    with pytest.raises(ValueError, match="do not fit"):
+        Trainer(_cfg(init=str(out)))

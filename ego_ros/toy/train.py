@@ -113,6 +113,9 @@ class TrainConfig:
     threads: int = 2
     workers: int = 0
     tiny: bool = False
+    #: a model directory (an exported toy model) whose weights the run starts from instead of the seed's
+    #: random initialisation ("": from scratch); the heads still start from the seed
+    init: str = ""
     tasks: TaskConfig = field(default_factory=TaskConfig)
 
     @property
@@ -480,6 +483,20 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def load_weights(model: torch.nn.Module, model_dir: str | Path) -> None:
+    """Start `model` from an exported toy model's weights (every tensor must match: same spec).
+
+    The directory is read with transformers' own loader, which maps the key names it was saved under to
+    the current module layout."""
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"--init {model_dir}: not a model directory (no config.json)")
+    source = type(model).from_pretrained(str(model_dir), dtype=torch.float32)
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"--init {model_dir}: the weights do not fit this model spec ({exc})") from exc
+
+
 class Trainer:
     """Builds the model, trains it and writes checkpoints and exports."""
 
@@ -496,7 +513,10 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.tokenizer = build_tokenizer()
         self.spec = cfg.spec
-        self.model = build_model(self.tokenizer, self.spec, seed=cfg.seed).to(self.device)
+        self.model = build_model(self.tokenizer, self.spec, seed=cfg.seed)
+        if cfg.init:
+            load_weights(self.model, cfg.init)
+        self.model = self.model.to(self.device)
         dim = self.model.config.text_config.hidden_size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 1)
@@ -1110,6 +1130,7 @@ _FLAGS = {
     "vision_instances": "--vision-instances",
     "contrast_instances": "--contrast-instances",
     "lm_group": "--lm-group",
+    "init": "--init",
 }
 
 

@@ -70,6 +70,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--contrast-instances", type=int, default=None, help="vision-only instances per mixed step")
     p.add_argument("--ramp-steps", type=int, default=None, help="steps over which hard negatives ramp in")
     p.add_argument("--lm-group", type=int, default=None, help="samples per language-model pass")
+    p.add_argument("--init", default=None, metavar="MODEL_DIR",
+                   help="start from an exported toy model's weights instead of the seed's random ones")
     p.add_argument("--tiny", action="store_true", help="a much smaller model (tests and smoke runs)")
     p.add_argument(
         "--world",
@@ -121,6 +123,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "lm_group": args.lm_group,
         "ramp_steps": args.ramp_steps,
         "world": args.world,
+        "init": args.init,
     }
     if args.samples is not None:
         bs = args.batch_size or 16
