@@ -44,6 +44,7 @@ def test_without_a_bound_a_full_hd_reference_would_give_a_539_token_memory():
 
 @pytest.mark.parametrize("family,processor,max_visual", [
     ("qwen2_5_vl", _published_qwen2_5_vl(), 256),
+    ("qwen2_vl", _published_qwen2_5_vl(), 256),  # Qwen2-VL publishes the same processor settings
     ("qwen3_vl", Qwen2VLImageProcessorPil(size={"shortest_edge": 65536, "longest_edge": 16777216}, patch_size=16,
                                           merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3), 196),
 ])

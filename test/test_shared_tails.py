@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_image
+from conftest import FAMILIES, random_image
 from transformers import DynamicCache
 
 from ego_ros.core.compose import (
@@ -67,7 +67,7 @@ def engines(backends):
     return out
 
 
-@pytest.fixture(params=["llava", "qwen2_5_vl", "internvl", "qwen3_vl"])
+@pytest.fixture(params=FAMILIES)
 def engine(request, engines):
     eng = engines[request.param]
     eng.config = EngineConfig(introduce=FAST_INTRO)

@@ -38,6 +38,7 @@ _CORPUS = [
 
 FAMILY_SPECIALS: dict[str, list[str]] = {
     "llava": ["<image>"],
+    "qwen2_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen2_5_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen3_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "internvl": ["<img>", "</img>", "<IMG_CONTEXT>"],
@@ -138,7 +139,7 @@ SIZES: dict[str, dict[str, Any]] = {
 def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
                        device: str = "cpu", image_px: int | None = None,
                        vision: str = "siglip") -> RandomModel:
-    """Build a randomly initialised model of `family` ("llava", "qwen2_5_vl", "internvl").
+    """Build a randomly initialised model of `family` (a key of `FAMILY_SPECIALS`).
 
     `vision` picks the LLaVA tower ("siglip" or "clip"). `image_px` is the square input size the image
     processor resizes to (tiny defaults keep the number of visual tokens small).
@@ -191,12 +192,7 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
             proc = CLIPImageProcessor(size={"shortest_edge": px}, crop_size={"height": px, "width": px})
     elif family == "qwen2_5_vl":
         px = image_px or 112
-        head_dim = s["hidden"] // s["heads"]
-        # mrope_section must sum to head_dim / 2; proportions as published (16, 24, 24 of 64).
-        half = head_dim // 2
-        t_sec = half // 4
-        h_sec = (half - t_sec) // 2
-        mrope = [t_sec, h_sec, half - t_sec - h_sec]
+        mrope = _mrope_section(s["hidden"] // s["heads"])
         tcfg = _text_config("qwen2_5_vl_text", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"],
                             s["inter"], rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
                                                          "mrope_section": mrope},
@@ -211,6 +207,8 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
                                bos_token_id=None)
         model = _construct(Qwen2_5_VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)
+    elif family == "qwen2_vl":
+        model, proc = _qwen2_vl(s, vocab, ids, image_px or 112, dtype, device)
     elif family == "internvl":
         px = image_px or 64
         patch = 14 if px % 14 == 0 else 8
@@ -228,13 +226,10 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
 
         px = image_px or 128
         head_dim = s["hidden"] // s["heads"]
-        half = head_dim // 2
-        t_sec = half // 4
-        h_sec = (half - t_sec) // 2
         tcfg = _text_config("qwen3_vl_text", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"],
                             s["inter"], head_dim=head_dim,
                             rope_parameters={"rope_type": "default", "rope_theta": 5000000.0,
-                                             "mrope_section": [t_sec, h_sec, half - t_sec - h_sec],
+                                             "mrope_section": _mrope_section(head_dim),
                                              "mrope_interleaved": True},
                             eos_token_id=eos, pad_token_id=pad)
         tcfg.pop("model_type")
@@ -248,8 +243,38 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
         model = _construct(Qwen3VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px, patch_size=16, merge_size=2)
     else:
-        raise ValueError(f"unknown model family {family!r}; expected llava, qwen2_5_vl, qwen3_vl or internvl")
+        raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILY_SPECIALS)}")
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     model = model.eval()
     return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family)
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """An M-RoPE section (temporal, height, width) summing to head_dim / 2, in the published proportions
+    (16, 24, 24 of 64)."""
+    half = head_dim // 2
+    t_sec = half // 4
+    h_sec = (half - t_sec) // 2
+    return [t_sec, h_sec, half - t_sec - h_sec]
+
+
+def _qwen2_vl(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int, dtype: torch.dtype, device: str):
+    """Qwen2-VL: the Qwen2.5-VL layout with Qwen2-VL's tower (no window attention, `embed_dim` and an
+    `mlp_ratio` where Qwen2.5-VL has hidden and intermediate sizes; its `hidden_size` is the LLM width)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLImageProcessorPil as Qwen2VLImageProcessor
+
+    eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
+    tcfg = _text_config("qwen2_vl_text", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"], s["inter"],
+                        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                         "mrope_section": _mrope_section(s["hidden"] // s["heads"])},
+                        eos_token_id=eos, pad_token_id=pad)
+    vcfg = dict(depth=s["v_layers"], embed_dim=s["v_hidden"], hidden_size=s["hidden"], num_heads=s["v_heads"],
+                mlp_ratio=s["v_inter"] // s["v_hidden"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    cfg = Qwen2VLConfig(text_config=tcfg, vision_config=vcfg, image_token_id=ids["<|image_pad|>"],
+                        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                        vision_end_token_id=ids["<|vision_end|>"], eos_token_id=eos, pad_token_id=pad,
+                        bos_token_id=None)
+    model = _construct(Qwen2VLForConditionalGeneration, cfg, dtype, device)
+    return model, Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from .base import Backend
 from .internvl import InternVLBackend
 from .llava import LlavaBackend
-from .qwen import Qwen3VLBackend, Qwen25VLBackend
+from .qwen import Qwen2VLBackend, Qwen3VLBackend, Qwen25VLBackend
 
-__all__ = ["BACKENDS", "InternVLBackend", "LlavaBackend", "Qwen25VLBackend", "Qwen3VLBackend"]
+__all__ = ["BACKENDS", "InternVLBackend", "LlavaBackend", "Qwen2VLBackend", "Qwen25VLBackend", "Qwen3VLBackend"]
 
 BACKENDS: dict[str, type[Backend]] = {
     "llava": LlavaBackend,
     "qwen2_5_vl": Qwen25VLBackend,
     "internvl": InternVLBackend,
     "qwen3_vl": Qwen3VLBackend,
+    "qwen2_vl": Qwen2VLBackend,
 }
