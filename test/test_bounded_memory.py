@@ -76,7 +76,7 @@ def test_the_bound_applies_to_the_tensor_and_the_pil_preprocessing_alike():
     assert grids[0] == grids[1] == [[1, 24, 42]]
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "gemma3"])
 def test_fixed_size_families_ignore_the_pixel_budget(backends, family):
     b = backends[family]
     img = random_image(4, FULL_HD)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import random_image
+from conftest import native_decoder, random_image
 
 from ego_ros.core import attention
 from ego_ros.core.compose import ContextEntry, query_sequence, view_sequence
@@ -13,23 +13,15 @@ from ego_ros.core.sequence import (
     Runner,
     Sequence,
     VisualBlock,
-    sequence_deepstack,
     sequence_embeds,
     sequence_positions,
 )
 
 
 def _eager_attentions(backend, seq: Sequence):
-    pos, _ = sequence_positions(backend, seq)
-    emb = sequence_embeds(backend, seq)
-    deep = sequence_deepstack(backend, seq)
-    extra = {}
-    if deep is not None:  # Qwen3-VL adds DeepStack features at the visual rows
-        extra = {"visual_pos_masks": deep.mask[None], "deepstack_visual_embeds": list(deep.feats.unbind(0))}
     backend.model.set_attn_implementation({"text_config": "eager"})
     try:
-        out = backend.language_model(inputs_embeds=emb[None], position_ids=Runner._batch_positions(pos),
-                                     output_attentions=True, **extra)
+        out = native_decoder(backend, seq, output_attentions=True)
     finally:
         backend.model.set_attn_implementation({"text_config": attention.ATTN_IMPLEMENTATION})
     return out.attentions

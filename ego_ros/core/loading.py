@@ -26,6 +26,7 @@ _MODEL_CLASSES = {
     "internvl": "InternVLForConditionalGeneration",
     "qwen3_vl": "Qwen3VLForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "gemma3": "Gemma3ForConditionalGeneration",
 }
 
 

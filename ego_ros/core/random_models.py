@@ -42,13 +42,52 @@ FAMILY_SPECIALS: dict[str, list[str]] = {
     "qwen2_5_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen3_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "internvl": ["<img>", "</img>", "<IMG_CONTEXT>"],
+    "gemma3": ["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
 }
 COMMON_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+#: Gemma 3's chat turns, as its published template renders them: a BOS first, `user` / `model` roles,
+#: text content trimmed.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """A family's own chat tokens: the special tokens every prompt uses, end/pad/begin tokens, template."""
+
+    specials: tuple[str, ...]
+    eos: str
+    pad: str
+    bos: str | None
+    template: str
+
+
+CHATML = ChatFormat(tuple(COMMON_SPECIALS), eos="<|im_end|>", pad="<|endoftext|>", bos=None,
+                    template=CHATML_TEMPLATE)
+CHAT_FORMATS: dict[str, ChatFormat] = {
+    "gemma3": ChatFormat(("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"), eos="<end_of_turn>",
+                         pad="<pad>", bos="<bos>", template=GEMMA_TEMPLATE),
+}
+
+
+def chat_format(family: str) -> ChatFormat:
+    return CHAT_FORMATS.get(family, CHATML)
+
 
 def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
-    """Train a small byte-level BPE tokenizer with the family's special tokens and a chatml template."""
-    specials = COMMON_SPECIALS + FAMILY_SPECIALS[family]
+    """Train a small byte-level BPE tokenizer with the family's special tokens and chat template
+    (chatml unless the family has its own, `CHAT_FORMATS`)."""
+    fmt = chat_format(family)
+    specials = list(fmt.specials) + FAMILY_SPECIALS[family]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -59,14 +98,20 @@ def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None
         show_progress=False,
     )
     tok.train_from_iterator(corpus or _CORPUS, trainer=trainer)
+    extra = {}
+    if family == "gemma3":
+        # Gemma3Processor reads these named tokens (boi/eoi frame an image, the soft token stands per row).
+        extra = {"extra_special_tokens": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                          "image_token": "<image_soft_token>"}}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
+        eos_token=fmt.eos,
+        pad_token=fmt.pad,
+        bos_token=fmt.bos,
         additional_special_tokens=FAMILY_SPECIALS[family],
+        **extra,
     )
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = fmt.template
     if family == "internvl":
         # InternVL's processor reads these attributes; kept for save/load compatibility.
         fast.start_image_token = "<img>"
@@ -170,8 +215,9 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     tok = build_tokenizer(family)
     vocab = s["vocab"] or max(len(tok), 64)
     torch.manual_seed(seed)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in COMMON_SPECIALS + FAMILY_SPECIALS[family]}
-    eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
+    fmt = chat_format(family)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in list(fmt.specials) + FAMILY_SPECIALS[family]}
+    eos, pad = ids[fmt.eos], ids[fmt.pad]
     if family == "llava":
         px = image_px or 32
         patch = 8
@@ -209,6 +255,8 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)
     elif family == "qwen2_vl":
         model, proc = _qwen2_vl(s, vocab, ids, image_px or 112, dtype, device)
+    elif family == "gemma3":
+        model, proc = _gemma3(s, vocab, ids, image_px or 64, dtype, device)
     elif family == "internvl":
         px = image_px or 64
         patch = 14 if px % 14 == 0 else 8
@@ -278,3 +326,34 @@ def _qwen2_vl(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int, dtype
                         bos_token_id=None)
     model = _construct(Qwen2VLForConditionalGeneration, cfg, dtype, device)
     return model, Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)
+
+
+#: Gemma 3 tiny: the sliding window of the local layers (shorter than every test prompt and than an
+#: image's 16 soft tokens, so the window and the bidirectional image block are both exercised)
+GEMMA_TINY_WINDOW = 12
+
+
+def _gemma3(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int, dtype: torch.dtype, device: str):
+    """Gemma 3: a SigLIP tower whose patch grid the projector average-pools to 4 x 4 soft tokens, a Gemma 3
+    LLM with sliding-window and global layers (published pattern: 5 local, then 1 global; here 2 then 1)."""
+    from transformers import AutoConfig, Gemma3Config, Gemma3ForConditionalGeneration
+    from transformers import Gemma3ImageProcessorPil as Gemma3ImageProcessor
+
+    patches, tokens_per_side = 8, 4
+    if px % patches:
+        raise ValueError(f"tiny Gemma 3 needs an image size divisible by {patches}, got {px}")
+    vcfg = AutoConfig.for_model("siglip_vision_model", hidden_size=s["v_hidden"], intermediate_size=s["v_inter"],
+                                num_hidden_layers=s["v_layers"], num_attention_heads=s["v_heads"], image_size=px,
+                                patch_size=px // patches, vision_use_head=False)
+    head_dim = s["hidden"] // s["heads"]
+    layer_types = ["full_attention" if (i + 1) % 3 == 0 else "sliding_attention" for i in range(s["layers"])]
+    tcfg = dict(model_type="gemma3_text", vocab_size=vocab, hidden_size=s["hidden"], intermediate_size=s["inter"],
+                num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+                head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=GEMMA_TINY_WINDOW,
+                layer_types=layer_types, max_position_embeddings=32768, rms_norm_eps=1e-6,
+                eos_token_id=ids["<end_of_turn>"], pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"])
+    cfg = Gemma3Config(text_config=tcfg, vision_config=vcfg, mm_tokens_per_image=tokens_per_side ** 2,
+                       boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+                       image_token_index=ids["<image_soft_token>"])
+    model = _construct(Gemma3ForConditionalGeneration, cfg, dtype, device)
+    return model, Gemma3ImageProcessor(size={"height": px, "width": px}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
