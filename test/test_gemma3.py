@@ -14,11 +14,13 @@ from conftest import FAMILIES, random_image
 from transformers import Gemma3ImageProcessorPil, Gemma3Processor
 
 from ego_ros.core import masks
+from ego_ros.core.backends.base import Backend
 from ego_ros.core.backends.gemma3 import Gemma3Backend
 from ego_ros.core.compose import ContextEntry, query_sequence
 from ego_ros.core.errors import ModelLoadError
 from ego_ros.core.random_models import build_random_model
-from ego_ros.core.sequence import Runner, VisualBlock
+from ego_ros.core.prompts import Slot
+from ego_ros.core.sequence import Runner, VisualBlock, build_sequence
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +28,19 @@ def gemma(backends):
     return backends["gemma3"]
 
 
-def test_an_image_is_framed_as_gemma3_processor_frames_it(gemma):
+def test_an_image_is_framed_and_tokenised_as_gemma3_processor_does_it(gemma):
     processor = Gemma3Processor(image_processor=gemma.image_processor, tokenizer=gemma.tokenizer,
                                 image_seq_length=gemma.model.config.mm_tokens_per_image)
     img = random_image(1, (90, 50))
-    theirs = processor(text="Look at<start_of_image>Is it here?", images=[img], return_tensors="pt")
-    before, after = gemma.visual_frame()
-    n = gemma.encode_images([img])[0].count
-    ours = gemma.tokenize("Look at") + before + [gemma.placeholder_id] * n + after + gemma.tokenize("Is it here?")
-    assert theirs["input_ids"][0].tolist() == ours
-    native = gemma.native_inputs(ours, [img], method="pil")
+    vt = gemma.encode_images([img])[0]
+    # a text ending in a newline before the image: the processor's blank line merges with it into one token
+    parts = ["Look:\n", Slot("image"), "\nIs it here?"]
+    rendered = "".join(p if isinstance(p, str) else "<start_of_image>" for p in Backend.chat(gemma, parts))
+    theirs = processor(text=rendered, images=[img], return_tensors="pt")
+    ours = build_sequence(gemma, gemma.chat(parts), lambda slot: VisualBlock.full(vt))
+    assert theirs["input_ids"][0].tolist() == ours.ids
+    assert gemma.tokenize("\n\n\n") != gemma.tokenize("\n") + gemma.tokenize("\n\n")  # the merge is real
+    native = gemma.native_inputs(ours.ids, [img], method="pil")
     assert torch.equal(native["token_type_ids"].cpu(), theirs["token_type_ids"])
     torch.testing.assert_close(native["pixel_values"].cpu(), theirs["pixel_values"], atol=0, rtol=0)
 

@@ -69,13 +69,17 @@ class ChatFormat:
     pad: str
     bos: str | None
     template: str
+    #: text the tokenizer learns besides the shared corpus
+    corpus: tuple[str, ...] = ()
 
 
 CHATML = ChatFormat(tuple(COMMON_SPECIALS), eos="<|im_end|>", pad="<|endoftext|>", bos=None,
                     template=CHATML_TEMPLATE)
 CHAT_FORMATS: dict[str, ChatFormat] = {
     "gemma3": ChatFormat(("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"), eos="<end_of_turn>",
-                         pad="<pad>", bos="<bos>", template=GEMMA_TEMPLATE),
+                         pad="<pad>", bos="<bos>", template=GEMMA_TEMPLATE,
+                         # Gemma's vocabulary holds runs of newlines as single tokens; so does the tiny one
+                         corpus=("a\nb\n\nc\n\n\n",) * 8),
 }
 
 
@@ -97,7 +101,7 @@ def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus or _CORPUS, trainer=trainer)
+    tok.train_from_iterator(corpus or _CORPUS + list(fmt.corpus), trainer=trainer)
     extra = {}
     if family == "gemma3":
         # Gemma3Processor reads these named tokens (boi/eoi frame an image, the soft token stands per row).

@@ -9,12 +9,15 @@ from PIL import Image
 
 from ..errors import ModelLoadError
 from ..profile import stage
+from ..prompts import Part, Slot, merge_text
 from .base import Backend, VisualTokens
 from .common import pooled, square_pixels, whole_image
 
 #: The text Gemma3Processor puts around an image's soft tokens (`full_image_sequence`: a blank line, the
 #: begin-of-image token, the soft tokens, the end-of-image token, a blank line).
 FRAME_TEXT = ("\n\n", "\n\n")
+#: Slot kinds that hold visual rows (the rest, e.g. compose's question slot, are text placeholders).
+VISUAL_SLOTS = ("image", "memory", "reference")
 
 
 class Gemma3Backend(Backend):
@@ -23,9 +26,10 @@ class Gemma3Backend(Backend):
     The image processor resizes the whole image to the tower's square input (no crop); the projector
     average-pools the SigLIP patch grid to a fixed square of `mm_tokens_per_image` soft tokens, so the
     token grid covers the whole image. The processor frames the soft tokens as
-    `\\n\\n<start_of_image> <image_soft_token>*N <end_of_image>\\n\\n`; the frame's blank lines are
-    tokenised on their own here, where the processor tokenises them with the text around them (a prompt
-    text ending in a newline can merge with them there).
+    `\\n\\n<start_of_image> <image_soft_token>*N <end_of_image>\\n\\n` and tokenises the blank lines with
+    the text around them (the special tokens split the text; a text ending in a newline merges with the
+    blank line into one token in Gemma's vocabulary): `chat` adds them to the neighbouring text parts of
+    every visual slot, so that the engine's ids are the processor's.
 
     The model differs from the other families in two ways the engine reproduces (`masks`): the soft
     tokens of one image attend to each other bidirectionally (text stays causal), and most layers see only
@@ -55,14 +59,19 @@ class Gemma3Backend(Backend):
 
     def visual_frame(self) -> tuple[list[int], list[int]]:
         cfg = self.model.config
-        before, after = FRAME_TEXT
-        return self.tokenize(before) + [int(cfg.boi_token_id)], [int(cfg.eoi_token_id)] + self.tokenize(after)
+        return [int(cfg.boi_token_id)], [int(cfg.eoi_token_id)]
 
-    @property
-    def suppressed_ids(self) -> list[int]:
-        """The soft token and the image begin/end tokens; the frame's blank lines are ordinary text."""
-        cfg = self.model.config
-        return sorted({self.placeholder_id, int(cfg.boi_token_id), int(cfg.eoi_token_id)})
+    def chat(self, parts: list[Part]) -> list[Part]:
+        """The chat-formatted parts with the frame's blank lines joined to the text around each visual slot
+        (tokenised with it, as the processor tokenises them)."""
+        before, after = FRAME_TEXT
+        framed: list[Part] = []
+        for part in super().chat(parts):
+            if isinstance(part, Slot) and part.kind in VISUAL_SLOTS:
+                framed += [before, part, after]
+            else:
+                framed.append(part)
+        return merge_text(framed)
 
     def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
         pv = square_pixels(self, images, method)
