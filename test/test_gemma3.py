@@ -18,8 +18,8 @@ from ego_ros.core.backends.base import Backend
 from ego_ros.core.backends.gemma3 import Gemma3Backend
 from ego_ros.core.compose import ContextEntry, query_sequence
 from ego_ros.core.errors import ModelLoadError
-from ego_ros.core.random_models import build_random_model
 from ego_ros.core.prompts import Slot
+from ego_ros.core.random_models import build_random_model
 from ego_ros.core.sequence import Runner, VisualBlock, build_sequence
 
 
