@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import FAMILIES, random_image
-from transformers import Gemma3ImageProcessorPil, Gemma3Processor
+from transformers import AutoProcessor, Gemma3ImageProcessorPil, Gemma3Processor
 
 from ego_ros.core import masks
 from ego_ros.core.backends.base import Backend
@@ -89,3 +89,11 @@ def test_an_all_bidirectional_gemma3_is_refused_with_a_reason():
     rm.model.config.text_config.use_bidirectional_attention = True
     with pytest.raises(ModelLoadError, match="use_bidirectional_attention"):
         Gemma3Backend(rm.model, rm.tokenizer, rm.image_processor)
+
+
+def test_a_saved_gemma3_directory_gives_autoprocessor_the_models_soft_token_count(tmp_path):
+    rm = build_random_model("gemma3", image_px=64)
+    rm.save(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    out = processor(text="Look<start_of_image>", images=[random_image(4, (640, 360))], return_tensors="pt")
+    assert int((out["input_ids"] == rm.model.config.image_token_id).sum()) == rm.model.config.mm_tokens_per_image

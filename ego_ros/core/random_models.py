@@ -144,6 +144,10 @@ class RandomModel:
     tokenizer: PreTrainedTokenizerFast
     image_processor: Any
     family: str
+    #: the multimodal processor, where its defaults would not fit the tiny model (Gemma 3's expands an
+    #: image to 256 soft tokens unless told the model's count); saved with the model so that
+    #: AutoProcessor on the directory frames images as the model expects
+    processor: Any = None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -151,6 +155,8 @@ class RandomModel:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
+        if self.processor is not None:
+            self.processor.save_pretrained(path)
         return path
 
 
@@ -299,7 +305,13 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     model = model.eval()
-    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family)
+    processor = None
+    if family == "gemma3":
+        from transformers import Gemma3Processor
+
+        processor = Gemma3Processor(image_processor=proc, tokenizer=tok,
+                                    image_seq_length=model.config.mm_tokens_per_image)
+    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family, processor=processor)
 
 
 def _mrope_section(head_dim: int) -> list[int]:
