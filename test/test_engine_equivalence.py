@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import native_decoder, random_image
 
@@ -88,6 +89,18 @@ def test_qwen_memory_with_one_dimensional_positions_would_not_match(backends):
     native = qwen.model(**qwen.native_inputs(seq.ids, [img])).logits[0, -1].float()
     torch.testing.assert_close(right[0], native, atol=1e-4, rtol=1e-4)
     assert (wrong[0] - native).abs().max() > 1e-3
+
+
+def test_a_qwen_model_with_sliding_window_layers_is_refused():
+    from ego_ros.core.backends.qwen import Qwen2VLBackend
+    from ego_ros.core.errors import ModelLoadError
+    from ego_ros.core.random_models import build_random_model
+
+    rm = build_random_model("qwen2_vl")
+    text = rm.model.config.text_config
+    text.sliding_window, text.layer_types = 16, ["sliding_attention"] * text.num_hidden_layers
+    with pytest.raises(ModelLoadError, match="sliding-window"):
+        Qwen2VLBackend(rm.model, rm.tokenizer, rm.image_processor)
 
 
 def test_chat_templates_that_take_typed_content_parts_work(backends):

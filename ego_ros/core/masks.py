@@ -45,8 +45,8 @@ def layer_masks(backend: Any, batch: int, q: int, attention_mask: torch.Tensor |
     """Boolean masks (B, 1, q, kv) (True: attend) for `q` rows fed over `cache`.
 
     `attention_mask` is what the engine would have passed (None, 2-D padding (B, kv) or 4-D boolean);
-    `positions` (B, q) the rows' positions; `visual` (B, q) for each row the id of its visual block (-1:
-    text), or None. Returns one mask, or per layer type a dict {"full_attention", "sliding_attention"}
+    `positions` (B, q) the rows' positions; `visual` (q,) or (B, q) for each row the id of its visual
+    block (-1: text), or None. Returns one mask, or per layer type a dict {"full_attention", "sliding_attention"}
     (the form Gemma 3's decoder takes) when the model has sliding-window layers.
     """
     dev = backend.device

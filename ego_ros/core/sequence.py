@@ -307,8 +307,8 @@ class Runner:
 
         `deepstack` gives, per batch row, the visual-row mask (q,) and features (layers, n, D) of the rows
         being fed (Qwen3-VL only). `attention_mask` is 2-D padding (B, kv) or a ready 4-D boolean mask
-        (B, 1, q, kv) that transformers passes through to the attention unchanged. `visual` (B, q) gives
-        the visual block of each row (`sequence_visual`; families with bidirectional image blocks only):
+        (B, 1, q, kv) that transformers passes through to the attention unchanged. `visual` (q,) or (B, q)
+        gives the visual block of each row (`sequence_visual`; families with bidirectional image blocks only):
         for families with such blocks or sliding-window layers the masks are built here (`masks`)."""
         self.check_call()
         b = self.backend
@@ -341,7 +341,7 @@ class Runner:
             vis = sequence_visual(self.backend, head)
             self._forward(emb[None], self._batch_positions(pos), cache,
                           deepstack=[deep.rows(0, length)] if deep else None,
-                          visual=vis[None] if vis is not None else None)
+                          visual=vis)
         layers = snapshot(cache) if length > 0 else []
         return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers, next_position=next_pos)
 
@@ -382,7 +382,7 @@ class Runner:
             vis = sequence_visual(b, seqs[0], p0, lcp)
             self._forward(emb0[None, p0:lcp], self._batch_positions(pos0[..., p0:lcp]), cache,
                           deepstack=[deeps[0].rows(p0, lcp)] if deeps[0] else None,
-                          visual=vis[None] if vis is not None else None)
+                          visual=vis)
         n = len(seqs)
         tails = [len(s) - lcp for s in seqs]
         t_max = max(tails)
@@ -450,7 +450,7 @@ class Runner:
                 capture.rows = capture.prefill_rows
             logits = self._forward(emb[None], self._batch_positions(pos), cache,
                                    deepstack=[deep.rows(0, len(seq) - p0)] if deep else None,
-                                   visual=vis[None] if vis is not None else None)
+                                   visual=vis)
         with stage("decode"):
             out: list[int] = []
             while True:

@@ -183,7 +183,7 @@ class StaticDecoder:
                 capture.rows = capture.prefill_rows
             logits = self.runner._forward(emb[None], Runner._batch_positions(pos), kv, attention_mask=mask,
                                           deepstack=[deep.rows(0, q)] if deep else None,
-                                          visual=vis[None] if vis is not None else None)
+                                          visual=vis)
             kv.filled = len(seq)
             kv.slots = kv.step_slot
             if capture is not None:

@@ -144,7 +144,7 @@ def shared_last_logits(runner: Runner, queries: SharedQueries, prefix: PrefixCac
                 capture.rows = last
             out.append(runner._forward(rows_emb[None], Runner._batch_positions(rows_pos), pass_cache,
                                        attention_mask=mask, deepstack=deep_rows, rows=last,
-                                       visual=rows_vis[None] if rows_vis is not None else None))
+                                       visual=rows_vis))
     if capture is not None:
         capture.rows = None
     return torch.cat(out)

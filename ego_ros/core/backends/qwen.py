@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from .. import preprocess
+from ..errors import ModelLoadError
 from ..profile import stage
 from .base import Backend, VisualTokens
 from .common import pooled, whole_image
@@ -22,6 +23,12 @@ class Qwen2VLBackend(Backend):
 
     family = "qwen2_vl"
     mrope = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.sliding_window is not None:
+            raise ModelLoadError(f"{self.family} with sliding-window layers (use_sliding_window) is not supported: "
+                                 "the engine measures windows in 1-D positions and these models use M-RoPE")
 
     @property
     def placeholder_id(self) -> int:
