@@ -27,8 +27,8 @@ class Gemma3Backend(Backend):
     average-pools the SigLIP patch grid to a fixed square of `mm_tokens_per_image` soft tokens, so the
     token grid covers the whole image. The processor frames the soft tokens as
     `\\n\\n<start_of_image> <image_soft_token>*N <end_of_image>\\n\\n` and tokenises the blank lines with
-    the text around them (the special tokens split the text; a text ending in a newline merges with the
-    blank line into one token in Gemma's vocabulary): `chat` adds them to the neighbouring text parts of
+    the text around them (the special tokens split the text; a text ending in a newline can merge with the
+    blank line into one token: Gemma's vocabulary holds runs of newlines): `chat` adds them to the neighbouring text parts of
     every visual slot, so that the engine's ids are the processor's.
 
     The model differs from the other families in two ways the engine reproduces (`masks`): the soft
@@ -37,8 +37,8 @@ class Gemma3Backend(Backend):
     layer, image features are not: the engine embeds text with the model's own embedding layer and
     overwrites the visual rows with projector outputs, as the model's forward does.
 
-    Pan-and-scan (extra crops of a wide image, off in the published processor configs) is switched off:
-    each image is one square view.
+    Pan-and-scan (extra crops of a wide image, off by default in transformers) is switched off even where
+    a processor config turns it on: each image is one square view.
     """
 
     family = "gemma3"
@@ -48,8 +48,8 @@ class Gemma3Backend(Backend):
         super().__init__(*args, **kwargs)
         text = self.model.config.get_text_config()
         if getattr(text, "use_bidirectional_attention", False):
-            raise ModelLoadError("Gemma 3 with use_bidirectional_attention (every token bidirectional, an embedding "
-                             "model) is not a generative model the engine can run")
+            raise ModelLoadError("Gemma 3 with use_bidirectional_attention (every token bidirectional, an "
+                                 "embedding model) is not a generative model the engine can run")
         if hasattr(self.image_processor, "do_pan_and_scan"):
             self.image_processor.do_pan_and_scan = False
 
