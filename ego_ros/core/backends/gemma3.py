@@ -28,8 +28,8 @@ class Gemma3Backend(Backend):
     token grid covers the whole image. The processor frames the soft tokens as
     `\\n\\n<start_of_image> <image_soft_token>*N <end_of_image>\\n\\n` and tokenises the blank lines with
     the text around them (the special tokens split the text; a text ending in a newline can merge with the
-    blank line into one token: Gemma's vocabulary holds runs of newlines): `chat` adds them to the neighbouring text parts of
-    every visual slot, so that the engine's ids are the processor's.
+    blank line into one token: Gemma's vocabulary holds runs of newlines): `chat` adds them to the
+    neighbouring text parts of every visual slot, so that the engine's ids are the processor's.
 
     The model differs from the other families in two ways the engine reproduces (`masks`): the soft
     tokens of one image attend to each other bidirectionally (text stays causal), and most layers see only
