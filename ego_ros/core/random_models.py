@@ -188,6 +188,15 @@ SIZES: dict[str, dict[str, Any]] = {
                           v_layers=32, v_heads=16, v_inter=3420, vocab=152064),
     "internvl3_14b": dict(hidden=5120, layers=48, heads=40, kv_heads=8, inter=13824, v_hidden=1024,
                           v_layers=24, v_heads=16, v_inter=4096, vocab=151674),
+    # Jetson-class published sizes: Qwen2-VL-2B-Instruct and Gemma-3-4B-it (config.json values; both tie
+    # the LM head to the embeddings; Gemma 3: 256-wide heads, a 1024-token window on 5 of every 6 layers,
+    # a 896 px SigLIP-so400m tower with 14 px patches pooled to 16 x 16 soft tokens; Gemma's RoPE scaling is
+    # left at the default: it changes no shape and no timing).
+    "qwen2_vl_2b": dict(hidden=1536, layers=28, heads=12, kv_heads=2, inter=8960, v_hidden=1280, v_layers=32,
+                        v_heads=16, v_inter=5120, vocab=151936, tie=True),
+    "gemma3_4b": dict(hidden=2560, layers=34, heads=8, kv_heads=4, inter=10240, v_hidden=1152, v_layers=27,
+                      v_heads=16, v_inter=4304, vocab=262208, tie=True, head_dim=256, window=1024, global_every=6,
+                      patch=14, tokens_per_side=16, px=896),
 }
 
 
@@ -266,7 +275,7 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     elif family == "qwen2_vl":
         model, proc = _qwen2_vl(s, vocab, ids, image_px or 112, dtype, device)
     elif family == "gemma3":
-        model, proc = _gemma3(s, vocab, ids, image_px or 64, dtype, device)
+        model, proc = _gemma3(s, vocab, ids, image_px, dtype, device)
     elif family == "internvl":
         px = image_px or 64
         patch = 14 if px % 14 == 0 else 8
@@ -339,7 +348,7 @@ def _qwen2_vl(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int, dtype
     cfg = Qwen2VLConfig(text_config=tcfg, vision_config=vcfg, image_token_id=ids["<|image_pad|>"],
                         video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                         vision_end_token_id=ids["<|vision_end|>"], eos_token_id=eos, pad_token_id=pad,
-                        bos_token_id=None)
+                        bos_token_id=None, tie_word_embeddings=s.get("tie", False))
     model = _construct(Qwen2VLForConditionalGeneration, cfg, dtype, device)
     return model, Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)
 
@@ -349,27 +358,31 @@ def _qwen2_vl(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int, dtype
 GEMMA_TINY_WINDOW = 12
 
 
-def _gemma3(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int, dtype: torch.dtype, device: str):
-    """Gemma 3: a SigLIP tower whose patch grid the projector average-pools to 4 x 4 soft tokens, a Gemma 3
-    LLM with sliding-window and global layers (published pattern: 5 local, then 1 global; here 2 then 1)."""
+def _gemma3(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int | None, dtype: torch.dtype, device: str):
+    """Gemma 3: a SigLIP tower whose patch grid the projector average-pools to a square of soft tokens, a
+    Gemma 3 LLM with sliding-window and global layers (published pattern: 5 local, then 1 global). Tiny:
+    8 x 8 patches pooled to 4 x 4 soft tokens, 2 local layers then 1 global."""
     from transformers import AutoConfig, Gemma3Config, Gemma3ForConditionalGeneration
     from transformers import Gemma3ImageProcessorPil as Gemma3ImageProcessor
 
-    patches, tokens_per_side = 8, 4
-    if px % patches:
-        raise ValueError(f"tiny Gemma 3 needs an image size divisible by {patches}, got {px}")
+    px = px or s.get("px", 64)
+    tokens_per_side = s.get("tokens_per_side", 4)
+    patch = s.get("patch") or px // (2 * tokens_per_side)
+    if px % patch or (px // patch) % tokens_per_side:
+        raise ValueError(f"Gemma 3 at {px} px: {patch} px patches do not pool to {tokens_per_side} soft tokens a side")
     vcfg = AutoConfig.for_model("siglip_vision_model", hidden_size=s["v_hidden"], intermediate_size=s["v_inter"],
                                 num_hidden_layers=s["v_layers"], num_attention_heads=s["v_heads"], image_size=px,
-                                patch_size=px // patches, vision_use_head=False)
-    head_dim = s["hidden"] // s["heads"]
-    layer_types = ["full_attention" if (i + 1) % 3 == 0 else "sliding_attention" for i in range(s["layers"])]
+                                patch_size=patch, vision_use_head=False)
+    head_dim = s.get("head_dim", s["hidden"] // s["heads"])
+    every = s.get("global_every", 3)
+    layer_types = ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(s["layers"])]
     tcfg = dict(model_type="gemma3_text", vocab_size=vocab, hidden_size=s["hidden"], intermediate_size=s["inter"],
                 num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
-                head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=GEMMA_TINY_WINDOW,
+                head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=s.get("window", GEMMA_TINY_WINDOW),
                 layer_types=layer_types, max_position_embeddings=32768, rms_norm_eps=1e-6,
                 eos_token_id=ids["<end_of_turn>"], pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"])
     cfg = Gemma3Config(text_config=tcfg, vision_config=vcfg, mm_tokens_per_image=tokens_per_side ** 2,
                        boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
-                       image_token_index=ids["<image_soft_token>"])
+                       image_token_index=ids["<image_soft_token>"], tie_word_embeddings=s.get("tie", True))
     model = _construct(Gemma3ForConditionalGeneration, cfg, dtype, device)
     return model, Gemma3ImageProcessor(size={"height": px, "width": px}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
