@@ -11,8 +11,8 @@ from PIL import Image
 # oversubscription slows small models by an order of magnitude.
 torch.set_num_threads(1)
 
-FAMILIES = ["llava", "qwen2_5_vl", "internvl", "qwen3_vl"]
-IMAGE_PX = {"llava": 32, "qwen2_5_vl": 112, "internvl": 64, "qwen3_vl": 128}
+FAMILIES = ["llava", "qwen2_5_vl", "internvl", "qwen3_vl", "qwen2_vl", "gemma3"]
+IMAGE_PX = {"llava": 32, "qwen2_5_vl": 112, "internvl": 64, "qwen3_vl": 128, "qwen2_vl": 112, "gemma3": 64}
 
 
 def make_backend(family: str, seed: int = 0, **kwargs):
@@ -21,6 +21,29 @@ def make_backend(family: str, seed: int = 0, **kwargs):
 
     rm = build_random_model(family, seed=seed, image_px=IMAGE_PX[family], **kwargs)
     return BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, name=f"random:{family}")
+
+
+def native_decoder(backend, seq, **kwargs):
+    """The decoder stack over the whole of `seq` run the way the model's own forward runs it: the reference
+    for the engine's passes (which build their own masks, caches and packings).
+
+    Gemma 3's forward makes its masks (bidirectional soft-token blocks, sliding windows) from token type
+    ids, so it runs through the model's multimodal forward with token types marking the image placeholder
+    ids; every other family's decoder stack takes the embeddings and positions directly (Qwen3-VL with the
+    DeepStack features of its visual rows)."""
+    from ego_ros.core.sequence import Runner, sequence_deepstack, sequence_embeds, sequence_positions
+
+    pos, _ = sequence_positions(backend, seq)
+    pos = Runner._batch_positions(pos).to(backend.device)
+    emb = sequence_embeds(backend, seq)[None]
+    if backend.bidirectional_visual:
+        ids = torch.tensor([seq.ids], device=backend.device)
+        return backend.model.model(inputs_embeds=emb, position_ids=pos,
+                                   token_type_ids=(ids == backend.placeholder_id).long(), **kwargs)
+    deep = sequence_deepstack(backend, seq)
+    if deep is not None:
+        kwargs.update(visual_pos_masks=deep.mask[None], deepstack_visual_embeds=list(deep.feats.unbind(0)))
+    return backend.language_model(inputs_embeds=emb, position_ids=pos, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,7 @@ def test_without_a_bound_a_full_hd_reference_would_give_a_539_token_memory():
 
 @pytest.mark.parametrize("family,processor,max_visual", [
     ("qwen2_5_vl", _published_qwen2_5_vl(), 256),
+    ("qwen2_vl", _published_qwen2_5_vl(), 256),  # Qwen2-VL publishes the same processor settings
     ("qwen3_vl", Qwen2VLImageProcessorPil(size={"shortest_edge": 65536, "longest_edge": 16777216}, patch_size=16,
                                           merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3), 196),
 ])
@@ -75,7 +76,7 @@ def test_the_bound_applies_to_the_tensor_and_the_pil_preprocessing_alike():
     assert grids[0] == grids[1] == [[1, 24, 42]]
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+@pytest.mark.parametrize("family", ["llava", "internvl", "gemma3"])
 def test_fixed_size_families_ignore_the_pixel_budget(backends, family):
     b = backends[family]
     img = random_image(4, FULL_HD)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
-from conftest import random_image
+from conftest import native_decoder, random_image
 
 from ego_ros.core import attention
 from ego_ros.core.compose import ContextEntry, query_sequence, view_sequence
@@ -13,23 +14,15 @@ from ego_ros.core.sequence import (
     Runner,
     Sequence,
     VisualBlock,
-    sequence_deepstack,
     sequence_embeds,
     sequence_positions,
 )
 
 
 def _eager_attentions(backend, seq: Sequence):
-    pos, _ = sequence_positions(backend, seq)
-    emb = sequence_embeds(backend, seq)
-    deep = sequence_deepstack(backend, seq)
-    extra = {}
-    if deep is not None:  # Qwen3-VL adds DeepStack features at the visual rows
-        extra = {"visual_pos_masks": deep.mask[None], "deepstack_visual_embeds": list(deep.feats.unbind(0))}
     backend.model.set_attn_implementation({"text_config": "eager"})
     try:
-        out = backend.language_model(inputs_embeds=emb[None], position_ids=Runner._batch_positions(pos),
-                                     output_attentions=True, **extra)
+        out = native_decoder(backend, seq, output_attentions=True)
     finally:
         backend.model.set_attn_implementation({"text_config": attention.ATTN_IMPLEMENTATION})
     return out.attentions
@@ -96,6 +89,18 @@ def test_qwen_memory_with_one_dimensional_positions_would_not_match(backends):
     native = qwen.model(**qwen.native_inputs(seq.ids, [img])).logits[0, -1].float()
     torch.testing.assert_close(right[0], native, atol=1e-4, rtol=1e-4)
     assert (wrong[0] - native).abs().max() > 1e-3
+
+
+def test_a_qwen_model_with_sliding_window_layers_is_refused():
+    from ego_ros.core.backends.qwen import Qwen2VLBackend
+    from ego_ros.core.errors import ModelLoadError
+    from ego_ros.core.random_models import build_random_model
+
+    rm = build_random_model("qwen2_vl")
+    text = rm.model.config.text_config
+    text.sliding_window, text.layer_types = 16, ["sliding_attention"] * text.num_hidden_layers
+    with pytest.raises(ModelLoadError, match="sliding-window"):
+        Qwen2VLBackend(rm.model, rm.tokenizer, rm.image_processor)
 
 
 def test_chat_templates_that_take_typed_content_parts_work(backends):

@@ -15,6 +15,7 @@ from conftest import FAMILIES, make_backend, random_image
 from PIL import Image
 from transformers import (
     CLIPImageProcessorPil,
+    Gemma3ImageProcessorPil,
     GotOcr2ImageProcessorPil,
     Qwen2VLImageProcessorPil,
     SiglipImageProcessorPil,
@@ -46,7 +47,8 @@ def _smooth_image(size: tuple[int, int], seed: int) -> Image.Image:
 
 
 def _published_processors() -> dict[str, object]:
-    """Processors with the published models' settings (LLaVA-1.5, SigLIP-384, InternVL3, Qwen2.5-VL, Qwen3-VL)."""
+    """Processors with the published models' settings (LLaVA-1.5, SigLIP-384, InternVL3, Qwen2.5-VL, Qwen3-VL,
+    Gemma 3)."""
     return {
         "clip336_crop": CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
         "siglip384": SiglipImageProcessorPil(size={"height": 384, "width": 384}),
@@ -54,6 +56,8 @@ def _published_processors() -> dict[str, object]:
         "qwen2_5_vl": Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056),
         "qwen3_vl": Qwen2VLImageProcessorPil(size={"shortest_edge": 65536, "longest_edge": 16777216}, patch_size=16,
                                              merge_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        "gemma3_896": Gemma3ImageProcessorPil(size={"height": 896, "width": 896}, image_mean=[0.5] * 3,
+                                              image_std=[0.5] * 3, do_pan_and_scan=False),
     }
 
 
@@ -138,6 +142,11 @@ def test_a_filter_without_a_tensor_equivalent_falls_back_to_the_processor():
 def test_internvl_multi_tile_cropping_is_left_to_the_processor():
     proc = GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=True)
     assert "multi-tile" in preprocess.unsupported(proc)
+
+
+def test_gemma3_pan_and_scan_is_left_to_the_processor():
+    proc = Gemma3ImageProcessorPil(size={"height": 896, "width": 896}, do_pan_and_scan=True)
+    assert "pan-and-scan" in preprocess.unsupported(proc)
 
 
 def test_an_unknown_processor_class_is_left_to_the_processor():

@@ -9,13 +9,16 @@ from ego_ros.core.loading import load_backend
 from ego_ros.core.random_models import build_random_model
 
 
-@pytest.mark.parametrize("family,size,billions", [("qwen2_5_vl", "qwen2_5_vl_7b", 8.29),
-                                                  ("internvl", "internvl3_14b", 15.12)])
-def test_published_size_configs_have_the_published_parameter_counts(family, size, billions):
-    # Built on the meta device: no memory, no initialisation, just the architecture.
-    rm = build_random_model(family, size=size, device="meta", dtype=torch.bfloat16, image_px=448)
+@pytest.mark.parametrize("family,size,px,billions", [("qwen2_5_vl", "qwen2_5_vl_7b", 448, 8.29),
+                                                     ("internvl", "internvl3_14b", 448, 15.12),
+                                                     ("qwen2_vl", "qwen2_vl_2b", 448, 2.209),
+                                                     ("gemma3", "gemma3_4b", None, 4.300)])
+def test_published_size_configs_have_the_published_parameter_counts(family, size, px, billions):
+    # Built on the meta device: no memory, no initialisation, just the architecture. Gemma 3's tower is
+    # built at its published 896 px (its position table, hence its parameter count, depends on the size).
+    rm = build_random_model(family, size=size, device="meta", dtype=torch.bfloat16, image_px=px)
     n = sum(p.numel() for p in rm.model.parameters())
-    assert n / 1e9 == pytest.approx(billions, abs=0.01)
+    assert n / 1e9 == pytest.approx(billions, abs=0.01 if billions > 5 else 0.001)
     assert next(rm.model.parameters()).dtype == torch.bfloat16
 
 

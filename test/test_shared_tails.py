@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_image
-from transformers import DynamicCache
+from conftest import FAMILIES, native_decoder, random_image
 
 from ego_ros.core.compose import (
     ContextEntry,
@@ -21,19 +20,17 @@ from ego_ros.core.compose import (
 )
 from ego_ros.core.engine import EgoEngine, EngineConfig
 from ego_ros.core.introduce import IntroduceOptions
-from ego_ros.core.sequence import Runner, VisualBlock, sequence_deepstack, sequence_embeds, sequence_positions
+from ego_ros.core.sequence import Runner, VisualBlock
 from ego_ros.core.tails import packed_tail_mask, shared_last_logits
 
 FAST_INTRO = IntroduceOptions(max_new_tokens=4, area_max_new_tokens=3)
 
 
 def _unshared_logits(backend, seq) -> torch.Tensor:
-    """Next-token logits after `seq` from one plain forward pass over the whole sequence."""
-    pos, _ = sequence_positions(backend, seq)
-    deep = sequence_deepstack(backend, seq)
-    runner = Runner(backend)
-    return runner._forward(sequence_embeds(backend, seq)[None], Runner._batch_positions(pos), DynamicCache(),
-                           deepstack=[(deep.mask, deep.feats)] if deep else None)[0]
+    """Next-token logits after `seq` from one plain forward pass over the whole sequence, masked the way
+    the model's own forward masks it."""
+    hidden = native_decoder(backend, seq).last_hidden_state[0, -1]
+    return backend.lm_head(hidden).float()
 
 
 def _oracle(engine: EgoEngine, image, names: list[str]) -> list[float]:
@@ -67,7 +64,7 @@ def engines(backends):
     return out
 
 
-@pytest.fixture(params=["llava", "qwen2_5_vl", "internvl", "qwen3_vl"])
+@pytest.fixture(params=FAMILIES)
 def engine(request, engines):
     eng = engines[request.param]
     eng.config = EngineConfig(introduce=FAST_INTRO)

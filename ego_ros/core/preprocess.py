@@ -12,10 +12,10 @@ two axes are resized separately in Pillow's order, and each pass is rounded and 
 PIL's uint8 passes are. PIL computes in fixed point, so values still differ by about one grey level
 at some pixels; test/test_preprocess.py states and checks the measured bound.
 
-What is covered: SigLIP-, CLIP-, GotOcr2- (InternVL, single tile) and Qwen2-VL-style processors with
-bicubic, bilinear or nearest resampling. Anything else (other processor classes, InternVL's
-multi-tile cropping, padding, other filters) returns a reason from `unsupported()` and the backend
-uses the PIL processor instead.
+What is covered: SigLIP-, CLIP-, GotOcr2- (InternVL, single tile), Gemma 3- (no pan-and-scan) and
+Qwen2-VL-style processors with bicubic, bilinear or nearest resampling. Anything else (other processor
+classes, InternVL's multi-tile cropping, Gemma 3's pan-and-scan, padding, other filters) returns a
+reason from `unsupported()` and the backend uses the PIL processor instead.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from transformers.image_utils import ChannelDimension
 #: PIL resampling filter number -> interpolate mode ("nearest-exact" samples pixel centres as PIL does)
 _MODES = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
 #: processor classes whose steps these functions reproduce (name without the Pil/Fast suffix)
-SQUARE_PROCESSORS = ("SiglipImageProcessor", "CLIPImageProcessor", "GotOcr2ImageProcessor")
+SQUARE_PROCESSORS = ("SiglipImageProcessor", "CLIPImageProcessor", "GotOcr2ImageProcessor", "Gemma3ImageProcessor")
 PATCH_PROCESSORS = ("Qwen2VLImageProcessor",)
 
 
@@ -74,6 +74,8 @@ def unsupported(processor: Any) -> str | None:
         return "padding is not covered"
     if getattr(processor, "crop_to_patches", False):
         return "multi-tile cropping is not covered"
+    if getattr(processor, "do_pan_and_scan", False):
+        return "pan-and-scan crops are not covered"
     size = getattr(processor, "size", None)
     if kind in PATCH_PROCESSORS:
         if not _field(size, "shortest_edge") or not _field(size, "longest_edge"):
@@ -151,7 +153,7 @@ def _square_size(processor: Any, height: int, width: int) -> tuple[int, int]:
 
 def square_pixels(images: list[Image.Image | np.ndarray], processor: Any, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
-    """(B, 3, h, w) pixel values of a SigLIP, CLIP or GotOcr2 (single tile) processor."""
+    """(B, 3, h, w) pixel values of a SigLIP, CLIP, GotOcr2 (single tile) or Gemma 3 processor."""
     mode = resample_mode(getattr(processor, "resample", None)) or "bilinear"
     out = []
     for image in images:

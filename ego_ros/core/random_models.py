@@ -38,16 +38,60 @@ _CORPUS = [
 
 FAMILY_SPECIALS: dict[str, list[str]] = {
     "llava": ["<image>"],
+    "qwen2_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen2_5_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen3_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "internvl": ["<img>", "</img>", "<IMG_CONTEXT>"],
+    "gemma3": ["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
 }
 COMMON_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+#: Gemma 3's chat turns, as its published template renders them: a BOS first, `user` / `model` roles,
+#: text content trimmed.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """A family's own chat tokens: the special tokens every prompt uses, end/pad/begin tokens, template."""
+
+    specials: tuple[str, ...]
+    eos: str
+    pad: str
+    bos: str | None
+    template: str
+    #: text the tokenizer learns besides the shared corpus
+    corpus: tuple[str, ...] = ()
+
+
+CHATML = ChatFormat(tuple(COMMON_SPECIALS), eos="<|im_end|>", pad="<|endoftext|>", bos=None,
+                    template=CHATML_TEMPLATE)
+CHAT_FORMATS: dict[str, ChatFormat] = {
+    "gemma3": ChatFormat(("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"), eos="<end_of_turn>",
+                         pad="<pad>", bos="<bos>", template=GEMMA_TEMPLATE,
+                         # Gemma's vocabulary holds runs of newlines as single tokens; so does the tiny one
+                         corpus=("a\nb\n\nc\n\n\n",) * 8),
+}
+
+
+def chat_format(family: str) -> ChatFormat:
+    return CHAT_FORMATS.get(family, CHATML)
+
 
 def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
-    """Train a small byte-level BPE tokenizer with the family's special tokens and a chatml template."""
-    specials = COMMON_SPECIALS + FAMILY_SPECIALS[family]
+    """Train a small byte-level BPE tokenizer with the family's special tokens and chat template
+    (chatml unless the family has its own, `CHAT_FORMATS`)."""
+    fmt = chat_format(family)
+    specials = list(fmt.specials) + FAMILY_SPECIALS[family]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -57,15 +101,21 @@ def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus or _CORPUS, trainer=trainer)
+    tok.train_from_iterator(corpus or _CORPUS + list(fmt.corpus), trainer=trainer)
+    extra = {}
+    if family == "gemma3":
+        # Gemma3Processor reads these named tokens (boi/eoi frame an image, the soft token stands per row).
+        extra = {"extra_special_tokens": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                          "image_token": "<image_soft_token>"}}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
+        eos_token=fmt.eos,
+        pad_token=fmt.pad,
+        bos_token=fmt.bos,
         additional_special_tokens=FAMILY_SPECIALS[family],
+        **extra,
     )
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = fmt.template
     if family == "internvl":
         # InternVL's processor reads these attributes; kept for save/load compatibility.
         fast.start_image_token = "<img>"
@@ -94,6 +144,10 @@ class RandomModel:
     tokenizer: PreTrainedTokenizerFast
     image_processor: Any
     family: str
+    #: the multimodal processor, where its defaults would not fit the tiny model (Gemma 3's expands an
+    #: image to 256 soft tokens unless told the model's count); saved with the model so that
+    #: AutoProcessor on the directory frames images as the model expects
+    processor: Any = None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -101,6 +155,8 @@ class RandomModel:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
+        if self.processor is not None:
+            self.processor.save_pretrained(path)
         return path
 
 
@@ -132,13 +188,22 @@ SIZES: dict[str, dict[str, Any]] = {
                           v_layers=32, v_heads=16, v_inter=3420, vocab=152064),
     "internvl3_14b": dict(hidden=5120, layers=48, heads=40, kv_heads=8, inter=13824, v_hidden=1024,
                           v_layers=24, v_heads=16, v_inter=4096, vocab=151674),
+    # Jetson-class published sizes: Qwen2-VL-2B-Instruct and Gemma-3-4B-it (config.json values; both tie
+    # the LM head to the embeddings; Gemma 3: 256-wide heads, a 1024-token window on 5 of every 6 layers,
+    # a 896 px SigLIP-so400m tower with 14 px patches pooled to 16 x 16 soft tokens; Gemma's RoPE scaling is
+    # left at the default: it changes no shape and no timing).
+    "qwen2_vl_2b": dict(hidden=1536, layers=28, heads=12, kv_heads=2, inter=8960, v_hidden=1280, v_layers=32,
+                        v_heads=16, v_inter=5120, vocab=151936, tie=True),
+    "gemma3_4b": dict(hidden=2560, layers=34, heads=8, kv_heads=4, inter=10240, v_hidden=1152, v_layers=27,
+                      v_heads=16, v_inter=4304, vocab=262208, tie=True, head_dim=256, window=1024, global_every=6,
+                      patch=14, tokens_per_side=16, px=896),
 }
 
 
 def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
                        device: str = "cpu", image_px: int | None = None,
                        vision: str = "siglip") -> RandomModel:
-    """Build a randomly initialised model of `family` ("llava", "qwen2_5_vl", "internvl").
+    """Build a randomly initialised model of `family` (a key of `FAMILY_SPECIALS`).
 
     `vision` picks the LLaVA tower ("siglip" or "clip"). `image_px` is the square input size the image
     processor resizes to (tiny defaults keep the number of visual tokens small).
@@ -169,8 +234,9 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     tok = build_tokenizer(family)
     vocab = s["vocab"] or max(len(tok), 64)
     torch.manual_seed(seed)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in COMMON_SPECIALS + FAMILY_SPECIALS[family]}
-    eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
+    fmt = chat_format(family)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in list(fmt.specials) + FAMILY_SPECIALS[family]}
+    eos, pad = ids[fmt.eos], ids[fmt.pad]
     if family == "llava":
         px = image_px or 32
         patch = 8
@@ -191,12 +257,7 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
             proc = CLIPImageProcessor(size={"shortest_edge": px}, crop_size={"height": px, "width": px})
     elif family == "qwen2_5_vl":
         px = image_px or 112
-        head_dim = s["hidden"] // s["heads"]
-        # mrope_section must sum to head_dim / 2; proportions as published (16, 24, 24 of 64).
-        half = head_dim // 2
-        t_sec = half // 4
-        h_sec = (half - t_sec) // 2
-        mrope = [t_sec, h_sec, half - t_sec - h_sec]
+        mrope = _mrope_section(s["hidden"] // s["heads"])
         tcfg = _text_config("qwen2_5_vl_text", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"],
                             s["inter"], rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
                                                          "mrope_section": mrope},
@@ -211,6 +272,10 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
                                bos_token_id=None)
         model = _construct(Qwen2_5_VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)
+    elif family == "qwen2_vl":
+        model, proc = _qwen2_vl(s, vocab, ids, image_px or 112, dtype, device)
+    elif family == "gemma3":
+        model, proc = _gemma3(s, vocab, ids, image_px, dtype, device)
     elif family == "internvl":
         px = image_px or 64
         patch = 14 if px % 14 == 0 else 8
@@ -228,13 +293,10 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
 
         px = image_px or 128
         head_dim = s["hidden"] // s["heads"]
-        half = head_dim // 2
-        t_sec = half // 4
-        h_sec = (half - t_sec) // 2
         tcfg = _text_config("qwen3_vl_text", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"],
                             s["inter"], head_dim=head_dim,
                             rope_parameters={"rope_type": "default", "rope_theta": 5000000.0,
-                                             "mrope_section": [t_sec, h_sec, half - t_sec - h_sec],
+                                             "mrope_section": _mrope_section(head_dim),
                                              "mrope_interleaved": True},
                             eos_token_id=eos, pad_token_id=pad)
         tcfg.pop("model_type")
@@ -248,8 +310,79 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
         model = _construct(Qwen3VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px, patch_size=16, merge_size=2)
     else:
-        raise ValueError(f"unknown model family {family!r}; expected llava, qwen2_5_vl, qwen3_vl or internvl")
+        raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILY_SPECIALS)}")
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     model = model.eval()
-    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family)
+    processor = None
+    if family == "gemma3":
+        from transformers import Gemma3Processor
+
+        processor = Gemma3Processor(image_processor=proc, tokenizer=tok,
+                                    image_seq_length=model.config.mm_tokens_per_image)
+    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family, processor=processor)
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """An M-RoPE section (temporal, height, width) summing to head_dim / 2, in the published proportions
+    (16, 24, 24 of 64)."""
+    half = head_dim // 2
+    t_sec = half // 4
+    h_sec = (half - t_sec) // 2
+    return [t_sec, h_sec, half - t_sec - h_sec]
+
+
+def _qwen2_vl(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int, dtype: torch.dtype, device: str):
+    """Qwen2-VL: the Qwen2.5-VL layout with Qwen2-VL's tower (no window attention, `embed_dim` and an
+    `mlp_ratio` where Qwen2.5-VL has hidden and intermediate sizes; its `hidden_size` is the LLM width)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLImageProcessorPil as Qwen2VLImageProcessor
+
+    eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
+    tcfg = _text_config("qwen2_vl_text", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"], s["inter"],
+                        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                         "mrope_section": _mrope_section(s["hidden"] // s["heads"])},
+                        eos_token_id=eos, pad_token_id=pad)
+    vcfg = dict(depth=s["v_layers"], embed_dim=s["v_hidden"], hidden_size=s["hidden"], num_heads=s["v_heads"],
+                mlp_ratio=s["v_inter"] // s["v_hidden"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    cfg = Qwen2VLConfig(text_config=tcfg, vision_config=vcfg, image_token_id=ids["<|image_pad|>"],
+                        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                        vision_end_token_id=ids["<|vision_end|>"], eos_token_id=eos, pad_token_id=pad,
+                        bos_token_id=None, tie_word_embeddings=s.get("tie", False))
+    model = _construct(Qwen2VLForConditionalGeneration, cfg, dtype, device)
+    return model, Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px)
+
+
+#: Gemma 3 tiny: the sliding window of the local layers (shorter than every test prompt and than an
+#: image's 16 soft tokens, so the window and the bidirectional image block are both exercised)
+GEMMA_TINY_WINDOW = 12
+
+
+def _gemma3(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int | None, dtype: torch.dtype, device: str):
+    """Gemma 3: a SigLIP tower whose patch grid the projector average-pools to a square of soft tokens, a
+    Gemma 3 LLM with sliding-window and global layers (published pattern: 5 local, then 1 global). Tiny:
+    8 x 8 patches pooled to 4 x 4 soft tokens, 2 local layers then 1 global."""
+    from transformers import AutoConfig, Gemma3Config, Gemma3ForConditionalGeneration
+    from transformers import Gemma3ImageProcessorPil as Gemma3ImageProcessor
+
+    px = px or s.get("px", 64)
+    tokens_per_side = s.get("tokens_per_side", 4)
+    patch = s.get("patch") or px // (2 * tokens_per_side)
+    if px % patch or (px // patch) % tokens_per_side:
+        raise ValueError(f"Gemma 3 at {px} px: {patch} px patches do not pool to {tokens_per_side} soft tokens a side")
+    vcfg = AutoConfig.for_model("siglip_vision_model", hidden_size=s["v_hidden"], intermediate_size=s["v_inter"],
+                                num_hidden_layers=s["v_layers"], num_attention_heads=s["v_heads"], image_size=px,
+                                patch_size=patch, vision_use_head=False)
+    head_dim = s.get("head_dim", s["hidden"] // s["heads"])
+    every = s.get("global_every", 3)
+    layer_types = ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(s["layers"])]
+    tcfg = dict(model_type="gemma3_text", vocab_size=vocab, hidden_size=s["hidden"], intermediate_size=s["inter"],
+                num_hidden_layers=s["layers"], num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+                head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=s.get("window", GEMMA_TINY_WINDOW),
+                layer_types=layer_types, max_position_embeddings=32768, rms_norm_eps=1e-6,
+                eos_token_id=ids["<end_of_turn>"], pad_token_id=ids["<pad>"], bos_token_id=ids["<bos>"])
+    cfg = Gemma3Config(text_config=tcfg, vision_config=vcfg, mm_tokens_per_image=tokens_per_side ** 2,
+                       boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+                       image_token_index=ids["<image_soft_token>"], tie_word_embeddings=s.get("tie", True))
+    model = _construct(Gemma3ForConditionalGeneration, cfg, dtype, device)
+    return model, Gemma3ImageProcessor(size={"height": px, "width": px}, image_mean=[0.5] * 3, image_std=[0.5] * 3)

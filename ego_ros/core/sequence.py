@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from . import masks
 from .attention import Capture
 from .backends.base import Backend, VisualTokens
 from .profile import stage
@@ -171,6 +172,27 @@ def sequence_deepstack(backend: Backend, seq: Sequence, begin: int = 0) -> Deeps
     return Deepstack(mask, torch.cat(feats, dim=1))
 
 
+def sequence_visual(backend: Backend, seq: Sequence, begin: int = 0, end: int | None = None
+                    ) -> torch.Tensor | None:
+    """For each row of seq[begin:end] the id of the visual block it belongs to (the block's first row,
+    counted from `begin`), -1 for text; None for families whose visual rows are causal like text (only
+    Gemma 3's are not: `Backend.bidirectional_visual`) or when no block lies there."""
+    if not backend.bidirectional_visual:
+        return None
+    end = len(seq.ids) if end is None else end
+    ids = torch.full((end - begin,), -1, dtype=torch.long)
+    found = False
+    for start, block in seq.blocks:
+        stop = start + block.embeds.shape[0]
+        if stop <= begin or start >= end:
+            continue
+        if start < begin or stop > end:
+            raise ValueError("a visual block straddles the rows asked for")
+        ids[start - begin:stop - begin] = start - begin
+        found = True
+    return ids if found else None
+
+
 def sequence_embeds(backend: Backend, seq: Sequence, begin: int = 0) -> torch.Tensor:
     """(L - begin, D) input embeddings of seq[begin:]: token embeddings with every visual block's rows
     overwritten (rows before `begin`, e.g. a cached prefix, are not embedded at all).
@@ -279,15 +301,20 @@ class Runner:
     def _forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: DynamicCache,
                  attention_mask: torch.Tensor | None = None,
                  deepstack: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                 rows: torch.Tensor | None = None) -> torch.Tensor:
+                 rows: torch.Tensor | None = None, visual: torch.Tensor | None = None) -> torch.Tensor:
         """Run embeds (B, q, D) at positions (B, q) or (3, B, q); return the last position's logits (B, V),
         or with `rows` (r,) the logits of those positions of the first batch row (r, V).
 
         `deepstack` gives, per batch row, the visual-row mask (q,) and features (layers, n, D) of the rows
         being fed (Qwen3-VL only). `attention_mask` is 2-D padding (B, kv) or a ready 4-D boolean mask
-        (B, 1, q, kv) that transformers passes through to the attention unchanged."""
+        (B, 1, q, kv) that transformers passes through to the attention unchanged. `visual` (q,) or (B, q)
+        gives the visual block of each row (`sequence_visual`; families with bidirectional image blocks only):
+        for families with such blocks or sliding-window layers the masks are built here (`masks`)."""
         self.check_call()
         b = self.backend
+        if masks.needed(b) and (attention_mask is not None or visual is not None):
+            attention_mask = masks.layer_masks(b, embeds.shape[0], embeds.shape[1], attention_mask, positions,
+                                               cache, visual)
         extra = {}
         if deepstack is not None:
             mask = torch.stack([m for m, _ in deepstack]).to(b.device)
@@ -311,8 +338,10 @@ class Runner:
         if length > 0:
             emb = sequence_embeds(self.backend, head)
             deep = sequence_deepstack(self.backend, head)
+            vis = sequence_visual(self.backend, head)
             self._forward(emb[None], self._batch_positions(pos), cache,
-                          deepstack=[deep.rows(0, length)] if deep else None)
+                          deepstack=[deep.rows(0, length)] if deep else None,
+                          visual=vis)
         layers = snapshot(cache) if length > 0 else []
         return PrefixCache(key=key, ids=tuple(seq.ids[:length]), layers=layers, next_position=next_pos)
 
@@ -350,8 +379,10 @@ class Runner:
             lcp = p0  # visual rows differ inside the common ids: share only the cached prefix
         if lcp > p0:
             emb0, pos0 = built[0]
+            vis = sequence_visual(b, seqs[0], p0, lcp)
             self._forward(emb0[None, p0:lcp], self._batch_positions(pos0[..., p0:lcp]), cache,
-                          deepstack=[deeps[0].rows(p0, lcp)] if deeps[0] else None)
+                          deepstack=[deeps[0].rows(p0, lcp)] if deeps[0] else None,
+                          visual=vis)
         n = len(seqs)
         tails = [len(s) - lcp for s in seqs]
         t_max = max(tails)
@@ -379,7 +410,13 @@ class Runner:
             for i, d in enumerate(deeps):
                 m, f = d.rows(lcp, len(seqs[i]))
                 deep_rows.append((torch.cat([torch.zeros(t_max - tails[i], dtype=torch.bool), m]), f))
-        return self._forward(emb, pos, cache, mask if needs_mask else None, deepstack=deep_rows)
+        visual = None
+        if b.bidirectional_visual:
+            # each row: its padding, then its tail's visual blocks
+            visual = torch.stack([torch.cat([masks.shifted(None, 0, t_max - tails[i]),
+                                             masks.shifted(sequence_visual(b, s, lcp), t_max - tails[i], tails[i])])
+                                  for i, s in enumerate(seqs)])
+        return self._forward(emb, pos, cache, mask if needs_mask else None, deepstack=deep_rows, visual=visual)
 
     def generate(self, seq: Sequence, max_new_tokens: int, prefix: PrefixCache | None = None,
                  capture: Capture | None = None, min_new_tokens: int = 0) -> list[int]:
@@ -408,10 +445,12 @@ class Runner:
             pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
             emb = sequence_embeds(b, seq, begin=p0)
             deep = sequence_deepstack(b, seq, begin=p0)
+            vis = sequence_visual(b, seq, begin=p0)
             if capture is not None:
                 capture.rows = capture.prefill_rows
             logits = self._forward(emb[None], self._batch_positions(pos), cache,
-                                   deepstack=[deep.rows(0, len(seq) - p0)] if deep else None)
+                                   deepstack=[deep.rows(0, len(seq) - p0)] if deep else None,
+                                   visual=vis)
         with stage("decode"):
             out: list[int] = []
             while True:

@@ -36,6 +36,7 @@ from .sequence import (
     sequence_deepstack,
     sequence_embeds,
     sequence_positions,
+    sequence_visual,
 )
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class StaticDecoder:
             pos, next_pos = sequence_positions(b, seq, begin=p0, start=prefix.next_position if p0 else None)
             emb = sequence_embeds(b, seq, begin=p0)
             deep = sequence_deepstack(b, seq, begin=p0)
+            vis = sequence_visual(b, seq, begin=p0)
             q = len(seq) - p0
             kv.slots = torch.arange(p0, p0 + q, device=dev)
             kv.filled = p0
@@ -180,7 +182,8 @@ class StaticDecoder:
             if capture is not None:
                 capture.rows = capture.prefill_rows
             logits = self.runner._forward(emb[None], Runner._batch_positions(pos), kv, attention_mask=mask,
-                                          deepstack=[deep.rows(0, q)] if deep else None)
+                                          deepstack=[deep.rows(0, q)] if deep else None,
+                                          visual=vis)
             kv.filled = len(seq)
             kv.slots = kv.step_slot
             if capture is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import masks
 from .attention import Capture
 from .profile import stage
 from .sequence import (
@@ -27,6 +28,7 @@ from .sequence import (
     sequence_deepstack,
     sequence_embeds,
     sequence_positions,
+    sequence_visual,
     snapshot,
 )
 
@@ -65,7 +67,8 @@ def packed_tail_mask(past: int, lengths: list[int], device: torch.device, shared
 
 
 def _pack(runner: Runner, tails: list[Sequence], next_pos: int):
-    """Embeddings (T, D), positions (T,) or (3, T), DeepStack rows and lengths of tails packed in one row."""
+    """Embeddings (T, D), positions (T,) or (3, T), DeepStack rows, visual block ids (`sequence_visual`) and
+    lengths of tails packed in one row."""
     b = runner.backend
     packed = Sequence()
     for t in tails:
@@ -80,7 +83,7 @@ def _pack(runner: Runner, tails: list[Sequence], next_pos: int):
         pos = pos.expand(3, -1) if b.mrope else pos
     else:
         pos = torch.cat([sequence_positions(b, t, start=next_pos)[0] for t in tails], dim=-1)
-    return emb, pos, sequence_deepstack(b, packed), lengths
+    return emb, pos, sequence_deepstack(b, packed), sequence_visual(b, packed), lengths
 
 
 def _deepstack_rows(parts: list[tuple[Deepstack | None, int]]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
@@ -110,6 +113,7 @@ def shared_last_logits(runner: Runner, queries: SharedQueries, prefix: PrefixCac
     pos, next_pos = sequence_positions(b, shared, begin=p0, start=prefix.next_position if p0 else None)
     emb = sequence_embeds(b, shared, begin=p0)
     deep = sequence_deepstack(b, shared, begin=p0)
+    vis = sequence_visual(b, shared, begin=p0)
     n_shared = len(shared) - p0
     tails = queries.tails
     step = batch or len(tails)
@@ -118,12 +122,14 @@ def shared_last_logits(runner: Runner, queries: SharedQueries, prefix: PrefixCac
     for i in range(0, len(tails), step):
         # The first pass also runs the query image and shared text: its stage says so.
         with stage("prefill+tails" if i == 0 else "tails"):
-            t_emb, t_pos, t_deep, lengths = _pack(runner, tails[i:i + step], next_pos)
+            t_emb, t_pos, t_deep, t_vis, lengths = _pack(runner, tails[i:i + step], next_pos)
             if i == 0:
                 # One pass for the shared rows and the first tails (one launch of the whole stack fewer).
                 rows_emb, rows_pos = torch.cat([emb, t_emb]), torch.cat([pos, t_pos], dim=-1)
                 mask = packed_tail_mask(p0, lengths, b.device, shared=n_shared)
                 deep_rows = _deepstack_rows([(deep, n_shared), (t_deep, t_emb.shape[0])])
+                rows_vis = None if vis is None and t_vis is None else torch.cat(
+                    [masks.shifted(vis, 0, n_shared), masks.shifted(t_vis, n_shared, t_emb.shape[0])])
                 first_row, pass_cache = n_shared, cache
             else:
                 if base is None:
@@ -131,12 +137,14 @@ def shared_last_logits(runner: Runner, queries: SharedQueries, prefix: PrefixCac
                 rows_emb, rows_pos = t_emb, t_pos
                 mask = packed_tail_mask(len(shared), lengths, b.device)
                 deep_rows = _deepstack_rows([(t_deep, t_emb.shape[0])])
+                rows_vis = t_vis
                 first_row, pass_cache = 0, fork_cache(base)
             last = first_row + torch.cumsum(torch.tensor(lengths), 0) - 1
             if capture is not None:
                 capture.rows = last
             out.append(runner._forward(rows_emb[None], Runner._batch_positions(rows_pos), pass_cache,
-                                       attention_mask=mask, deepstack=deep_rows, rows=last))
+                                       attention_mask=mask, deepstack=deep_rows, rows=last,
+                                       visual=rows_vis))
     if capture is not None:
         capture.rows = None
     return torch.cat(out)

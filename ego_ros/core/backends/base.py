@@ -81,6 +81,9 @@ class Backend(ABC):
     family: str = ""
     #: True when the LLM takes 3-D (temporal, row, column) rotary positions (Qwen2-VL family).
     mrope: bool = False
+    #: True when the visual rows of one image attend to each other in both directions while text stays
+    #: causal (Gemma 3); the engine then gives every visual block, query image or memory view, that mask.
+    bidirectional_visual: bool = False
     #: Image preprocessing: "tensor" (torch ops on the model's device, ego_ros.core.preprocess, with the
     #: image processor as the automatic fallback for what it does not cover) or "pil" (the processor).
     preprocess: str = "tensor"
@@ -119,6 +122,14 @@ class Backend(ABC):
     @property
     def num_layers(self) -> int:
         return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @property
+    def sliding_window(self) -> int | None:
+        """The window of the LLM's sliding-window layers, None when it has none (every layer sees all keys)."""
+        cfg = self.model.config.get_text_config()
+        if "sliding_attention" not in (getattr(cfg, "layer_types", None) or []):
+            return None
+        return int(cfg.sliding_window)
 
     @property
     def hidden_size(self) -> int:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from .base import Backend
+from .gemma3 import Gemma3Backend
 from .internvl import InternVLBackend
 from .llava import LlavaBackend
-from .qwen import Qwen3VLBackend, Qwen25VLBackend
+from .qwen import Qwen2VLBackend, Qwen3VLBackend, Qwen25VLBackend
 
-__all__ = ["BACKENDS", "InternVLBackend", "LlavaBackend", "Qwen25VLBackend", "Qwen3VLBackend"]
+__all__ = ["BACKENDS", "Gemma3Backend", "InternVLBackend", "LlavaBackend", "Qwen2VLBackend", "Qwen25VLBackend",
+           "Qwen3VLBackend"]
 
 BACKENDS: dict[str, type[Backend]] = {
     "llava": LlavaBackend,
     "qwen2_5_vl": Qwen25VLBackend,
     "internvl": InternVLBackend,
     "qwen3_vl": Qwen3VLBackend,
+    "qwen2_vl": Qwen2VLBackend,
+    "gemma3": Gemma3Backend,
 }

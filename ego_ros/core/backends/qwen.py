@@ -1,4 +1,4 @@
-"""The Qwen2.5-VL and Qwen3-VL backends (M-RoPE; DeepStack for Qwen3-VL)."""
+"""The Qwen2-VL, Qwen2.5-VL and Qwen3-VL backends (M-RoPE; DeepStack for Qwen3-VL)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,29 @@ import torch
 from PIL import Image
 
 from .. import preprocess
+from ..errors import ModelLoadError
 from ..profile import stage
 from .base import Backend, VisualTokens
 from .common import pooled, whole_image
 
 
-class Qwen25VLBackend(Backend):
-    """Qwen2.5-VL: `<|vision_start|> <|image_pad|>*N <|vision_end|>` framing and 3-D M-RoPE positions.
+class Qwen2VLBackend(Backend):
+    """Qwen2-VL: `<|vision_start|> <|image_pad|>*N <|vision_end|>` framing and 3-D M-RoPE positions.
 
     The image processor resizes (aspect kept) to multiples of patch * merge pixels; the merged token grid
-    is row-major over the whole image.
+    is row-major over the whole image. A still image's M-RoPE positions are the same in Qwen2-VL and
+    Qwen2.5-VL (`get_rope_index` differs only in the temporal spacing of video frames), and both towers
+    return the merged tokens of each image in the same order, so Qwen2.5-VL is this class under its name.
     """
 
-    family = "qwen2_5_vl"
+    family = "qwen2_vl"
     mrope = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.sliding_window is not None:
+            raise ModelLoadError(f"{self.family} with sliding-window layers (use_sliding_window) is not supported: "
+                                 "the engine measures windows in 1-D positions and these models use M-RoPE")
 
     @property
     def placeholder_id(self) -> int:
@@ -67,6 +76,13 @@ class Qwen25VLBackend(Backend):
         ids = torch.tensor([text_ids], device=self.device)
         mm = (ids == self.placeholder_id).long()
         return {"input_ids": ids, "mm_token_type_ids": mm, **self.pixel_inputs(images, method)}
+
+
+class Qwen25VLBackend(Qwen2VLBackend):
+    """Qwen2.5-VL: Qwen2-VL's framing and positions (its tower adds windowed attention, which the model
+    computes itself)."""
+
+    family = "qwen2_5_vl"
 
 
 class Qwen3VLBackend(Qwen25VLBackend):
