@@ -40,7 +40,7 @@ FAMILY_SPECIALS: dict[str, list[str]] = {
     "llava": ["<image>"],
     "qwen2_5_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen3_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
-    "internvl": ["<img>", "</img>", "<IMG_CONTEXT>"],
+    "internvl": ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
 }
 COMMON_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -58,19 +58,19 @@ def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None
         show_progress=False,
     )
     tok.train_from_iterator(corpus or _CORPUS, trainer=trainer)
+    # InternVL's processor reads these named tokens (and their ids) from the tokenizer; named special
+    # tokens are saved with it, as in the published checkpoints.
+    named = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+             "video_token": "<video>"} if family == "internvl" else {}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         bos_token=None,
         additional_special_tokens=FAMILY_SPECIALS[family],
+        **({"extra_special_tokens": named} if named else {}),
     )
     fast.chat_template = CHATML_TEMPLATE
-    if family == "internvl":
-        # InternVL's processor reads these attributes; kept for save/load compatibility.
-        fast.start_image_token = "<img>"
-        fast.end_image_token = "</img>"
-        fast.context_image_token = "<IMG_CONTEXT>"
     return fast
 
 
@@ -94,6 +94,9 @@ class RandomModel:
     tokenizer: PreTrainedTokenizerFast
     image_processor: Any
     family: str
+    #: the family's multimodal processor (tokenizer + image processor + image token expansion), as a
+    #: published checkpoint ships it; None for a family without one here
+    processor: Any = None
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -101,7 +104,26 @@ class RandomModel:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         self.image_processor.save_pretrained(path)
+        if self.processor is not None:
+            self.processor.save_pretrained(path)
         return path
+
+
+def build_family_processor(family: str, model: Any, tokenizer: Any, image_processor: Any) -> Any:
+    """The processor a checkpoint of `family` ships, built from its parts and the model's config."""
+    from .processors import build_processor
+
+    cfg = model.config
+    parts = dict(image_processor=image_processor, tokenizer=tokenizer)
+    if family == "llava":
+        clip = cfg.vision_config.model_type == "clip_vision_model"
+        return build_processor("LlavaProcessor", patch_size=cfg.vision_config.patch_size,
+                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                               num_additional_image_tokens=1 if clip else 0, **parts)
+    if family == "internvl":
+        return build_processor("InternVLProcessor", image_seq_length=cfg.image_seq_length, **parts)
+    names = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}
+    return build_processor(names[family], **parts) if family in names else None
 
 
 def _text_config(kind: str, vocab: int, hidden: int, layers: int, heads: int, kv_heads: int,
@@ -252,4 +274,5 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     model = model.eval()
-    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family)
+    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family,
+                       processor=build_family_processor(family, model, tok, proc))

@@ -19,9 +19,13 @@ import torch
 from PIL import Image
 
 from .. import attention, preprocess
+from ..errors import ModelLoadError
 from ..prompts import Part, PromptSet, Slot
 
 PREPROCESS_METHODS = ("tensor", "pil")
+#: Size (width, height) of the load-time probe image: non-square, so that a backend assuming a square
+#: grid or a fixed size disagrees with an aspect-keeping processor, and small enough to cost one cheap pass.
+PROBE_IMAGE_SIZE = (640, 360)
 
 #: Config keys that say nothing about what the weights compute (paths, dtypes, versions, kernels).
 _VOLATILE_CONFIG_KEYS = {
@@ -92,11 +96,24 @@ class Backend(ABC):
         self.image_processor = image_processor
         self.prompts = prompts or PromptSet()
         self.name = name or getattr(model.config, "_name_or_path", "") or self.family
+        reason = self.unsupported_reason()
+        if reason is not None:
+            raise ModelLoadError(f"the {self.family} backend does not model {self.name!r} exactly: {reason}; "
+                                 "it is refused rather than run with a wrong visual grid")
         attention.register()
         model.set_attn_implementation({"text_config": attention.ATTN_IMPLEMENTATION})
         model.eval()
         self._fingerprint: str | None = None
         self._chat_form: str | None = None
+        #: what the load-time probe check found ("passed: ...", "skipped: ...") or "not run"
+        self.probe_status = "not run"
+
+    def unsupported_reason(self) -> str | None:
+        """Why this backend cannot reproduce the model and its image processor (None: it can).
+
+        Checked before anything runs; a family whose backend models only some towers or processors
+        names the first thing it does not model."""
+        return None
 
     # ----- where things live --------------------------------------------------------------------------
     @property
@@ -239,6 +256,86 @@ class Backend(ABC):
             return "pil"
         return method
 
+    # ----- load-time probe: the backend against the model's own processor ----------------------------
+    def processor_image_ids(self, processor: Any, image: Image.Image) -> tuple[list[int], tuple[int, int] | None]:
+        """Ids the model's own processor makes of one image, and its token grid (rows, cols) when the
+        processor reports one (Qwen's image_grid_thw, merged).
+
+        The text given to the processor is `probe_text`; the ids are those of the image alone (no
+        special tokens added by the tokenizer)."""
+        out = processor(text=[self.probe_text(processor)], images=[image], return_tensors="pt",
+                        add_special_tokens=False, **self.processor_kwargs())
+        ids = [int(i) for i in out["input_ids"][0].tolist()]
+        grid = None
+        thw = out.get("image_grid_thw")
+        if thw is not None:
+            merge = int(getattr(processor.image_processor, "merge_size", 1) or 1)
+            t, h, w = (int(v) for v in thw[0].tolist())
+            grid = (h // merge, w // merge) if t == 1 else None
+        return ids, grid
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        """Settings the backend chose that the processor must be called with to encode images the same way
+        (e.g. InternVL's single tile); none by default."""
+        return {}
+
+    def probe_text(self, processor: Any) -> str:
+        """The text holding one image that the processor expands (its image token); families whose chat
+        template, not the processor, frames the image put that framing around it."""
+        return str(getattr(processor, "image_token", None) or self.token_text(self.placeholder_id))
+
+    def backend_image_ids(self, image: Image.Image) -> tuple[list[int], tuple[int, int]]:
+        """Ids the engine places for one image (placeholders where visual rows go, framing tokens) and
+        the token grid of its encoding, through the same sequence builder every prompt uses."""
+        from ..sequence import VisualBlock, build_sequence
+
+        vt = self.encode_images([image])[0]
+        if vt.embeds.shape[0] != vt.count:
+            raise ModelLoadError(f"the {self.family} backend encodes the probe image into {vt.embeds.shape[0]} "
+                                 f"tokens but places them on a {vt.rows}x{vt.cols} grid ({vt.count} cells)")
+        seq = build_sequence(self, [Slot("image")], lambda _slot: VisualBlock.full(vt))
+        return seq.ids, (vt.rows, vt.cols)
+
+    def check_processor(self, processor: Any, image: Image.Image | None = None) -> str:
+        """Raise ModelLoadError unless the backend encodes a probe image into the same ids and grid as
+        the model's own `processor`; return what was checked.
+
+        Costs one vision pass of one 640x360 image plus one processor call. A processor that cannot
+        run at all is no evidence either way: that raises RuntimeError (the caller decides)."""
+        image = image if image is not None else probe_image()
+        try:
+            expected, expected_grid = self.processor_image_ids(processor, image)
+        except Exception as exc:  # noqa: BLE001 - any failure of foreign processor code means "no reference"
+            raise RuntimeError(f"the model's processor {type(processor).__name__} cannot process a probe image "
+                               f"({type(exc).__name__}: {exc})") from exc
+        try:
+            actual, grid = self.backend_image_ids(image)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot encode an ordinary image is refused
+            raise ModelLoadError(f"the {self.family} backend cannot encode a probe image "
+                                 f"({type(exc).__name__}: {exc})") from exc
+        size = f"{image.size[0]}x{image.size[1]}"
+        ph = self.placeholder_id
+        n_exp, n_act = expected.count(ph), actual.count(ph)
+        if n_exp != n_act:
+            raise ModelLoadError(f"the {self.family} backend makes {n_act} visual tokens of a {size} probe image "
+                                 f"(grid {grid[0]}x{grid[1]}) but the model's processor "
+                                 f"{type(processor).__name__} makes {n_exp}; refusing to run with a wrong grid")
+        if expected_grid is not None and tuple(expected_grid) != tuple(grid):
+            raise ModelLoadError(f"the {self.family} backend puts the {size} probe image on a {grid[0]}x{grid[1]} "
+                                 f"grid but the model's processor makes {expected_grid[0]}x{expected_grid[1]}")
+        if expected != actual:
+            at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
+            raise ModelLoadError(f"the {self.family} backend frames the {size} probe image differently from the "
+                                 f"model's processor {type(processor).__name__}: {len(actual)} vs {len(expected)} "
+                                 f"ids, first difference at {at} (backend {self._ids_at(actual, at)}, "
+                                 f"processor {self._ids_at(expected, at)})")
+        return f"{n_act} visual tokens, grid {grid[0]}x{grid[1]}, on a {size} probe image"
+
+    def _ids_at(self, ids: list[int], at: int) -> str:
+        return repr(self.tokenizer.decode(ids[at:at + 3], skip_special_tokens=False)) if at < len(ids) else "end"
+
     # ----- identity ------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """A digest of the architecture and of weights that shape the LLM input space.
@@ -268,6 +365,12 @@ class Backend(ABC):
         return {"family": self.family, "name": self.name, "fingerprint": self.fingerprint(),
                 "layers": self.num_layers, "hidden_size": self.hidden_size, "dtype": str(self.dtype).replace(
                     "torch.", ""), "device": str(self.device)}
+
+
+def probe_image(size: tuple[int, int] = PROBE_IMAGE_SIZE) -> Image.Image:
+    """A fixed, textured RGB probe image (textured so that no processor step can skip it as blank)."""
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
 def _clean_config(cfg: Any) -> Any:

@@ -23,6 +23,10 @@ class InternVLBackend(Backend):
         if hasattr(self.image_processor, "crop_to_patches"):
             self.image_processor.crop_to_patches = False
 
+    def processor_kwargs(self) -> dict:
+        # this backend encodes one tile per image (see __init__); the probe asks the processor for the same
+        return {"crop_to_patches": False}
+
     @property
     def placeholder_id(self) -> int:
         return int(self.model.config.image_token_id)
