@@ -41,6 +41,8 @@ FAMILY_SPECIALS: dict[str, list[str]] = {
     "qwen2_5_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen3_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "internvl": ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
+    "llava_next": ["<image>"],
+    "llava_onevision": ["<image>", "<video>"],
 }
 COMMON_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -122,6 +124,16 @@ def build_family_processor(family: str, model: Any, tokenizer: Any, image_proces
                                num_additional_image_tokens=1 if clip else 0, **parts)
     if family == "internvl":
         return build_processor("InternVLProcessor", image_seq_length=cfg.image_seq_length, **parts)
+    if family == "llava_next":
+        clip = cfg.vision_config.model_type == "clip_vision_model"
+        return build_processor("LlavaNextProcessor", patch_size=cfg.vision_config.patch_size,
+                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                               num_additional_image_tokens=1 if clip else 0, **parts)
+    if family == "llava_onevision":
+        side = cfg.vision_config.image_size // cfg.vision_config.patch_size
+        return build_processor("LlavaOnevisionProcessor", num_image_tokens=side * side,
+                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                               vision_aspect_ratio=cfg.vision_aspect_ratio, **parts)
     names = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}
     return build_processor(names[family], **parts) if family in names else None
 
@@ -157,13 +169,53 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+def anyres_pinpoints(side: int) -> list[list[int]]:
+    """Small anyres grid pinpoints (height, width) of `side` px crops: 1x1 .. 2x2, 1x3 and 3x1."""
+    return [[side * r, side * c] for r, c in [(1, 1), (1, 2), (2, 1), (2, 2), (1, 3), (3, 1)]]
+
+
+def _anyres_model(family: str, s: dict[str, Any], vocab: int, ids: dict[str, int], dtype: torch.dtype,
+                  device: str, px: int, vision: str, vision_aspect_ratio: str) -> tuple[Any, Any]:
+    """A tiny LLaVA-NeXT (CLIP tower unless `vision` says siglip) or LLaVA-OneVision (SigLIP) and its
+    anyres image processor."""
+    import transformers
+
+    patch = 8
+    onevision = family == "llava_onevision"
+    clip = not onevision and vision == "clip"
+    vcfg = transformers.AutoConfig.for_model(
+        "clip_vision_model" if clip else "siglip_vision_model", hidden_size=s["v_hidden"],
+        intermediate_size=s["v_inter"], num_hidden_layers=s["v_layers"], num_attention_heads=s["v_heads"],
+        image_size=px, patch_size=patch)
+    tcfg = _text_config("qwen2" if onevision else "llama", vocab, s["hidden"], s["layers"], s["heads"],
+                        s["kv_heads"], s["inter"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    common = dict(vision_config=vcfg, text_config=tcfg, image_token_index=ids["<image>"], vision_feature_layer=-1,
+                  vision_feature_select_strategy="default" if clip else "full",
+                  image_grid_pinpoints=anyres_pinpoints(px), tie_word_embeddings=False)
+    if onevision:
+        cfg = transformers.LlavaOnevisionConfig(video_token_index=ids["<video>"],
+                                                vision_aspect_ratio=vision_aspect_ratio, **common)
+        model = _construct(transformers.LlavaOnevisionForConditionalGeneration, cfg, dtype, device)
+        proc = transformers.LlavaOnevisionImageProcessorPil(size={"height": px, "width": px},
+                                                            image_grid_pinpoints=anyres_pinpoints(px))
+    else:
+        cfg = transformers.LlavaNextConfig(image_seq_length=(px // patch) ** 2, **common)
+        model = _construct(transformers.LlavaNextForConditionalGeneration, cfg, dtype, device)
+        proc = transformers.LlavaNextImageProcessorPil(size={"shortest_edge": px},
+                                                       crop_size={"height": px, "width": px},
+                                                       image_grid_pinpoints=anyres_pinpoints(px))
+    return model, proc
+
+
 def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
                        device: str = "cpu", image_px: int | None = None,
-                       vision: str = "siglip") -> RandomModel:
+                       vision: str = "siglip", vision_aspect_ratio: str = "anyres_max_9") -> RandomModel:
     """Build a randomly initialised model of `family` ("llava", "qwen2_5_vl", "internvl").
 
     `vision` picks the LLaVA tower ("siglip" or "clip"). `image_px` is the square input size the image
-    processor resizes to (tiny defaults keep the number of visual tokens small).
+    processor resizes to (tiny defaults keep the number of visual tokens small); for the anyres families
+    (LLaVA-NeXT, LLaVA-OneVision) it is the crop size, and the grid pinpoints are canvases of up to 2 x 2
+    crops (plus 1 x 3 and 3 x 1). `vision_aspect_ratio` is LLaVA-OneVision's downsampling bound.
     """
     from transformers import (
         AutoConfig,
@@ -269,8 +321,10 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
                             vision_end_token_id=ids["<|vision_end|>"])
         model = _construct(Qwen3VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px, patch_size=16, merge_size=2)
+    elif family in ("llava_next", "llava_onevision"):
+        model, proc = _anyres_model(family, s, vocab, ids, dtype, device, image_px or 32, vision, vision_aspect_ratio)
     else:
-        raise ValueError(f"unknown model family {family!r}; expected llava, qwen2_5_vl, qwen3_vl or internvl")
+        raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILY_SPECIALS)}")
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     model = model.eval()

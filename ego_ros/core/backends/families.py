@@ -5,13 +5,17 @@ from __future__ import annotations
 from .base import Backend
 from .internvl import InternVLBackend
 from .llava import LlavaBackend
+from .llava_next import LlavaNextBackend, LlavaOnevisionBackend
 from .qwen import Qwen3VLBackend, Qwen25VLBackend
 
-__all__ = ["BACKENDS", "InternVLBackend", "LlavaBackend", "Qwen25VLBackend", "Qwen3VLBackend"]
+__all__ = ["BACKENDS", "InternVLBackend", "LlavaBackend", "LlavaNextBackend", "LlavaOnevisionBackend",
+           "Qwen25VLBackend", "Qwen3VLBackend"]
 
 BACKENDS: dict[str, type[Backend]] = {
     "llava": LlavaBackend,
     "qwen2_5_vl": Qwen25VLBackend,
     "internvl": InternVLBackend,
     "qwen3_vl": Qwen3VLBackend,
+    "llava_next": LlavaNextBackend,
+    "llava_onevision": LlavaOnevisionBackend,
 }
