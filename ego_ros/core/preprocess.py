@@ -38,6 +38,8 @@ _MODES = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
 #: processor classes whose steps these functions reproduce (name without the Pil/Fast suffix)
 SQUARE_PROCESSORS = ("SiglipImageProcessor", "CLIPImageProcessor", "GotOcr2ImageProcessor")
 PATCH_PROCESSORS = ("Qwen2VLImageProcessor",)
+#: anyres processors (LLaVA-NeXT, LLaVA-OneVision): a squashed base crop plus the crops of a pinpoint canvas
+ANYRES_PROCESSORS = ("LlavaNextImageProcessor", "LlavaOnevisionImageProcessor")
 
 
 def _field(obj: Any, key: str) -> Any:
@@ -66,10 +68,12 @@ def resample_mode(resample: Any) -> str | None:
 def unsupported(processor: Any) -> str | None:
     """Why the tensor path cannot reproduce this processor (None: it can)."""
     kind = processor_kind(processor)
-    if kind not in SQUARE_PROCESSORS + PATCH_PROCESSORS:
+    if kind not in SQUARE_PROCESSORS + PATCH_PROCESSORS + ANYRES_PROCESSORS:
         return f"processor {type(processor).__name__} is not covered"
     if getattr(processor, "do_resize", True) and resample_mode(getattr(processor, "resample", None)) is None:
         return f"resampling filter {getattr(processor, 'resample', None)!r} has no tensor equivalent"
+    if kind in ANYRES_PROCESSORS:  # their do_pad pads the crop count of a batch, which anyres_pixels does
+        return None if getattr(processor, "do_resize", True) else "an anyres processor without resizing"
     if getattr(processor, "do_pad", False):
         return "padding is not covered"
     if getattr(processor, "crop_to_patches", False):
@@ -210,4 +214,35 @@ def patch_pixels(images: list[Image.Image | np.ndarray], processor: Any, device:
 
 
 __all__ = ["unsupported", "upload", "resize", "rescale_normalize", "square_pixels", "patch_pixels", "patch_grid",
-           "pixel_budget", "resample_mode", "processor_kind"]
+           "pixel_budget", "resample_mode", "processor_kind", "anyres_pixels"]
+
+
+def anyres_pixels(images: list[Image.Image | np.ndarray], processor: Any, device: torch.device, dtype: torch.dtype,
+                  pinpoints: list[list[int]], side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, crops, 3, side, side) pixel values and (B, 2) image sizes (height, width) of a LLaVA-NeXT /
+    LLaVA-OneVision processor choosing among `pinpoints`: per image, the image squashed to one crop, then
+    the crops (row-major) of the image resized onto the best pinpoint keeping its aspect ratio and centred
+    on black padding; images with fewer crops are padded with zero crops, as the processor pads a batch.
+    The pinpoint and resized size come from transformers' own functions."""
+    from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
+
+    mode = resample_mode(getattr(processor, "resample", None)) or "bilinear"
+    per_image, sizes = [], []
+    for image in images:
+        x = upload(image, device)
+        h0, w0 = int(x.shape[1]), int(x.shape[2])
+        th, tw = select_best_resolution((h0, w0), pinpoints)
+        stand_in = np.broadcast_to(np.zeros((), np.uint8), (1, h0, w0))
+        nh, nw = get_patch_output_size(stand_in, (th, tw), ChannelDimension.FIRST)
+        canvas = torch.zeros((3, th, tw), device=device)
+        top, left = (th - nh) // 2, (tw - nw) // 2
+        canvas[:, top:top + nh, left:left + nw] = resize(x, nh, nw, mode)
+        crops = [resize(x, side, side, mode)]
+        crops += [canvas[:, r:r + side, c:c + side] for r in range(0, th, side) for c in range(0, tw, side)]
+        per_image.append(torch.stack([rescale_normalize(c, processor) for c in crops]))
+        sizes.append((h0, w0))
+    most = max(p.shape[0] for p in per_image)
+    out = torch.zeros((len(per_image), most, 3, side, side), device=device)
+    for i, p in enumerate(per_image):
+        out[i, :p.shape[0]] = p
+    return out.to(dtype), torch.tensor(sizes, dtype=torch.long, device=device)

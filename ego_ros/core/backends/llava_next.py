@@ -26,6 +26,7 @@ from transformers.image_processing_utils import get_patch_output_size, select_be
 from transformers.image_utils import ChannelDimension
 from transformers.models.llava_next.modeling_llava_next import unpad_image
 
+from .. import preprocess
 from ..layout import Grid, Layout
 from ..profile import stage
 from .base import Backend, Piece, StructuralRun, VisualRun, VisualTokens
@@ -147,10 +148,14 @@ class LlavaNextBackend(Backend):
     # ----- images ------------------------------------------------------------------------------------------
     def pixel_inputs(self, images: list[Image.Image], method: str | None = None,
                      pinpoints: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
-        """Pixel values (B, crops, 3, S, S) and image_sizes (B, 2) from the image processor (the tensor path
-        does not cover anyres cropping)."""
+        """Pixel values (B, crops, 3, S, S) and image_sizes (B, 2) (height, width), choosing among
+        `pinpoints` (default: those `max_tiles` allows)."""
         pinpoints = pinpoints if pinpoints is not None else self.pinpoints()
         with stage("preprocess"):
+            if self.preprocessing_method(method) == "tensor":
+                pv, sizes = preprocess.anyres_pixels(images, self.image_processor, self.device, self.dtype,
+                                                     pinpoints, int(self.model.config.vision_config.image_size))
+                return {"pixel_values": pv, "image_sizes": sizes}
             out = self.image_processor(images=images, return_tensors="pt", image_grid_pinpoints=pinpoints)
         return {"pixel_values": out["pixel_values"].to(self.device, self.dtype),
                 "image_sizes": out["image_sizes"].to(self.device)}
