@@ -27,6 +27,7 @@ from transformers.image_utils import ChannelDimension
 from transformers.models.llava_next.modeling_llava_next import unpad_image
 
 from .. import preprocess
+from ..errors import InvalidImageError
 from ..layout import Grid, Layout
 from ..profile import stage
 from .base import Backend, Piece, StructuralRun, VisualRun, VisualTokens
@@ -195,12 +196,20 @@ class LlavaNextBackend(Backend):
             canvas = f[1:].view(nph, npw, side, side, -1).permute(4, 0, 2, 1, 3).reshape(-1, nph * side, npw * side)
             high = unpad_image(canvas, list(hw))
             kept = high.shape[1:]
+            if kept[1] == 0 and kept[0] > 0:
+                # the model would still append a newline to each of these empty rows: rows of no token
+                # have no place in a layout of grids, so such an image is refused rather than misplaced
+                raise InvalidImageError(
+                    f"a {img.size[0]}x{img.size[1]} image is too narrow for the {self.family} grid pinpoints "
+                    f"(its high-resolution grid unpads to {kept[0]} rows of no columns); crop or pad it")
             high = self._downsample(high, side)
             rows, cols = high.shape[1:]
             embeds = torch.cat([f[0], high.flatten(1).transpose(0, 1)])
-            box = highres_box(img.size, (ph, pw), (nph * side, npw * side), tuple(kept))
-            layout = Layout((Grid(0, side, side, whole_image(img.size), "base"),
-                             Grid(side * side, int(rows), int(cols), box, "highres")))
+            grids = [Grid(0, side, side, whole_image(img.size), "base")]
+            if rows * cols:  # an image far wider than its pinpoint can unpad to nothing: the base grid alone
+                box = highres_box(img.size, (ph, pw), (nph * side, npw * side), tuple(kept))
+                grids.append(Grid(side * side, int(rows), int(cols), box, "highres"))
+            layout = Layout(tuple(grids))
             out.append(VisualTokens.tiled(embeds, layout, img.size))
         return out
 
