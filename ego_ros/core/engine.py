@@ -80,6 +80,9 @@ class EngineConfig:
     #: image preprocessing: "tensor" (torch ops on the model's device; the image processor remains the
     #: fallback for processors it does not cover) or "pil" (always the image processor)
     preprocess: str = "tensor"
+    #: most tiles per image for families that tile (InternVL: default 6, see backends/internvl.py); 1:
+    #: one tile, the paper's setting; None: the backend's default. Families that do not tile take 1 only.
+    max_tiles: int | None = None
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
     #: wall-clock deadline of one model call in seconds (introduce, recognize, ask, caption, ...), checked
     #: between forward passes and decode steps; the call then raises RequestTimeoutError. 0 disables it.
@@ -107,6 +110,9 @@ class EngineConfig:
                              f"got {self.request_timeout_s!r}")
         if self.location_map not in MAPS:
             raise ValueError(f"unknown location_map {self.location_map!r}; expected one of {MAPS}")
+        if self.max_tiles is not None and (isinstance(self.max_tiles, bool) or not isinstance(self.max_tiles, int)
+                                           or self.max_tiles < 1):
+            raise ValueError(f"max_tiles must be a whole number >= 1 (or None), got {self.max_tiles!r}")
         if self.preprocess not in PREPROCESS_METHODS:
             raise ValueError(f"unknown preprocess {self.preprocess!r}; expected one of {PREPROCESS_METHODS}")
         self.introduce.validate()
@@ -148,6 +154,8 @@ class EgoEngine:
         self.config = config or EngineConfig()
         self.config.validate()
         backend.preprocess = self.config.preprocess
+        if self.config.max_tiles is not None:
+            backend.set_max_tiles(self.config.max_tiles)
         if store is None:
             store = ConceptStore(backend.fingerprint(), backend.name, device=backend.device, dtype=backend.dtype)
         self.store = store

@@ -16,6 +16,7 @@ block, so a full memory or query image is laid out exactly as the model's own pa
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -32,25 +33,24 @@ from ..layout import Grid, Layout
 from ..profile import stage
 from .base import Backend, Piece, StructuralRun, VisualRun, VisualTokens
 from .common import whole_image
+from .internvl import DEFAULT_MAX_TILES as INTERNVL_MAX_TILES
 from .llava import OTHER_TOWERS, TOWERS, field
 
-#: Crops per image (base crop not counted) unless the engine says otherwise: the bound the tiles of
-#: InternVL use, for the same reason (a robot prefills every frame's tokens). Pinpoints with more
+#: Crops per image (base crop not counted) unless the engine says otherwise (`max_tiles`): InternVL's
+#: default tile bound, for the same reason (a robot prefills every frame's tokens). Pinpoints with more
 #: crops are left out of the processor's choice; a checkpoint whose pinpoints all fit is unchanged.
-DEFAULT_MAX_TILES = 6
+DEFAULT_MAX_TILES = INTERNVL_MAX_TILES
 
 
 class LlavaNextBackend(Backend):
     """LLaVA-NeXT (`LlavaNextForConditionalGeneration`): CLIP or SigLIP crops, anyres packing with newlines."""
 
     family = "llava_next"
-    #: the processor cuts large images into crops; `max_tiles` bounds them
     tiles_images = True
     processors: tuple[str, ...] = ("LlavaNextImageProcessor",)
 
     def __init__(self, *args: Any, max_tiles: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_tiles = DEFAULT_MAX_TILES
         self.set_max_tiles(DEFAULT_MAX_TILES if max_tiles is None else max_tiles)
 
     # ----- what is modelled -----------------------------------------------------------------------------
@@ -100,11 +100,9 @@ class LlavaNextBackend(Backend):
     # ----- tiles ------------------------------------------------------------------------------------------
     def set_max_tiles(self, max_tiles: int) -> None:
         """Bound the crops of each image (the base crop not counted); at least one pinpoint must fit."""
-        if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
-            raise ValueError(f"max_tiles must be a whole number >= 1, got {max_tiles!r}")
+        super().set_max_tiles(max_tiles)
         if not self._pinpoints(max_tiles):
             raise ValueError(f"no grid pinpoint of {self.name!r} has at most {max_tiles} crops")
-        self.max_tiles = max_tiles
 
     def _pinpoints(self, max_tiles: int) -> list[list[int]]:
         side = int(self.model.config.vision_config.image_size)
@@ -120,8 +118,13 @@ class LlavaNextBackend(Backend):
             max_tiles = max(1, min(max_tiles, int(max_pixels) // (side * side)))
         return self._pinpoints(max_tiles) or self._pinpoints(self.max_tiles)
 
-    def processor_kwargs(self) -> dict[str, Any]:
-        return {"image_grid_pinpoints": self.pinpoints()}
+    def processor_image_ids(self, processor: Any, image: Image.Image) -> tuple[list[int], tuple[int, int] | None]:
+        # the anyres processors count an image's tokens with their image processor's own pinpoints, whatever
+        # pinpoints a call passes: the probe gives a copy the pinpoints that `max_tiles` allows
+        bounded = copy.copy(processor)
+        bounded.image_processor = copy.copy(processor.image_processor)
+        bounded.image_processor.image_grid_pinpoints = self.pinpoints()
+        return super().processor_image_ids(bounded, image)
 
     # ----- tokens ------------------------------------------------------------------------------------------
     @property
