@@ -154,8 +154,10 @@ def test_a_directory_without_a_processor_config_loads_with_the_probe_skipped_and
     assert "no probe check" in caplog.text
 
 
-def test_random_specs_are_probed_at_load():
-    assert load_backend("random:llava").probe_status.startswith("passed: ")
+def test_random_specs_are_probed_at_load_and_say_so_in_their_description():
+    backend = load_backend("random:llava")
+    assert backend.probe_status.startswith("passed: ")
+    assert backend.describe()["probe"] == backend.probe_status
 
 
 def test_the_embedded_toy_model_passes_its_probe():

@@ -464,7 +464,7 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         return {"family": self.family, "name": self.name, "fingerprint": self.fingerprint(),
                 "layers": self.num_layers, "hidden_size": self.hidden_size, "dtype": str(self.dtype).replace(
-                    "torch.", ""), "device": str(self.device)}
+                    "torch.", ""), "device": str(self.device), "probe": self.probe_status}
 
 
 def probe_image(size: tuple[int, int] = PROBE_IMAGE_SIZE) -> Image.Image:
