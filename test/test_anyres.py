@@ -18,8 +18,8 @@ from ego_ros.core.sequence import Runner, VisualBlock
 ANYRES = ["llava_next", "llava_onevision"]
 
 
-def _backend(family: str, max_tiles: int | None = None, **kwargs):
-    rm = build_random_model(family, image_px=IMAGE_PX[family], **kwargs)
+def _backend(family: str, max_tiles: int | None = None, image_px: int | None = None, **kwargs):
+    rm = build_random_model(family, image_px=image_px or IMAGE_PX[family], **kwargs)
     return BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, max_tiles=max_tiles)
 
 
@@ -154,3 +154,15 @@ def test_introduce_and_recognize_on_a_saved_directory(family, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert 0.0 <= json.loads(out)["probabilities"]["kona"] <= 1.0
+
+
+@pytest.mark.parametrize("family", ANYRES)
+def test_crops_that_are_no_whole_number_of_patches_are_modelled_like_siglip_384_14(family):
+    # 36 px crops of 8 px patches: 4 x 4 tokens covering 32 px, as 384 px crops of 14 px patches give 27 x 27
+    backend = _backend(family, image_px=36)
+    img = random_image(10, (100, 60))
+    base = backend.encode_images([img])[0].layout.grids[0]
+    assert base.rows == 4 and base.box == pytest.approx((0.0, 0.0, 100 * 32 / 36, 60 * 32 / 36))
+    _memory_matches_native(backend, img)
+    rm = build_random_model(family, image_px=36)
+    backend.check_processor(rm.processor)

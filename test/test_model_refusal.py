@@ -88,6 +88,16 @@ def test_an_image_processor_of_another_kind_is_refused():
         LlavaBackend(rm.model, rm.tokenizer, proc)
 
 
+@pytest.mark.parametrize("vision", ["siglip", "clip"])
+def test_a_tower_input_that_is_no_whole_number_of_patches_is_accepted_and_probed(vision):
+    # 36 px of 8 px patches (4 x 4 tokens over 32 px), as SigLIP-384/14 in LLaVA-interleave (27 x 27 over 378)
+    rm = build_random_model("llava", image_px=36, vision=vision)
+    backend = LlavaBackend(rm.model, rm.tokenizer, rm.image_processor)
+    backend.check_processor(rm.processor)
+    vt = backend.encode_images([random_image(0, (72, 72))])[0]
+    assert (vt.rows, vt.box) == (4, (0.0, 0.0, 64.0, 64.0))
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_probe_check_passes_for_every_family(family):
     rm = build_random_model(family, image_px=IMAGE_PX[family])

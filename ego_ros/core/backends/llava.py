@@ -47,9 +47,9 @@ class LlavaBackend(Backend):
         if strategy != TOWERS[tower]:
             return (f"vision_feature_select_strategy {strategy!r} with a {tower} tower does not leave a square "
                     f"patch grid (expected {TOWERS[tower]!r})")
-        side, patch = cfg.vision_config.image_size, cfg.vision_config.patch_size
-        if not isinstance(side, int) or side % patch:
-            return f"the tower's image_size {side!r} is not a whole number of {patch} px patches"
+        side = cfg.vision_config.image_size
+        if not isinstance(side, int):
+            return f"the tower's image_size {side!r} is not one square side"
         return _processor_reason(self.image_processor, side)
 
     @property
@@ -57,19 +57,22 @@ class LlavaBackend(Backend):
         return int(self.model.config.image_token_index)
 
     def _crop_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The region of the image the token grid covers: the whole image (fixed resize) or the centre
+        crop, each shrunk to the whole patches the tower cuts from its top-left corner (a 384 px input of
+        14 px patches is covered up to 378 px)."""
         w, h = size
         proc = self.image_processor
-        if not getattr(proc, "do_center_crop", False):
-            return (0.0, 0.0, float(w), float(h))
-        shortest = (getattr(proc, "size", None) or {}).get("shortest_edge")
-        crop = getattr(proc, "crop_size", None) or {}
-        ch, cw = crop.get("height"), crop.get("width")
-        if not shortest or not ch or not cw:
-            return (0.0, 0.0, float(w), float(h))
+        side = int(self.model.config.vision_config.image_size)
+        kept = covered(side, int(self.model.config.vision_config.patch_size)) / side
+        shortest = field(getattr(proc, "size", None), "shortest_edge")
+        crop = getattr(proc, "crop_size", None)
+        ch, cw = field(crop, "height"), field(crop, "width")
+        if not getattr(proc, "do_center_crop", False) or not shortest or not ch or not cw:
+            return (0.0, 0.0, w * kept, h * kept)
         scale = shortest / min(w, h)
-        rw, rh = w * scale, h * scale
-        x0, y0 = (rw - cw) / 2 / scale, (rh - ch) / 2 / scale
-        return (max(0.0, x0), max(0.0, y0), min(float(w), x0 + cw / scale), min(float(h), y0 + ch / scale))
+        x0, y0 = (w * scale - cw) / 2 / scale, (h * scale - ch) / 2 / scale
+        return (max(0.0, x0), max(0.0, y0), min(float(w), x0 + cw * kept / scale),
+                min(float(h), y0 + ch * kept / scale))
 
     def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
         return {"pixel_values": square_pixels(self, images, method)}
@@ -80,6 +83,12 @@ class LlavaBackend(Backend):
     def native_inputs(self, text_ids: list[int], images: list[Image.Image],
                       method: str | None = None) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images, method)}
+
+
+def covered(side: int, patch: int) -> int:
+    """Pixels of a `side` px input that a tower of `patch` px patches covers (its convolution drops the
+    remainder)."""
+    return side // patch * patch
 
 
 def field(size, key: str):

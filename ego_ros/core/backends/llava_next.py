@@ -32,9 +32,8 @@ from ..errors import InvalidImageError
 from ..layout import Grid, Layout
 from ..profile import stage
 from .base import Backend, Piece, StructuralRun, VisualRun, VisualTokens
-from .common import whole_image
 from .internvl import DEFAULT_MAX_TILES as INTERNVL_MAX_TILES
-from .llava import OTHER_TOWERS, TOWERS, field
+from .llava import OTHER_TOWERS, TOWERS, covered, field
 
 #: Crops per image (base crop not counted) unless the engine says otherwise (`max_tiles`): InternVL's
 #: default tile bound, for the same reason (a robot prefills every frame's tokens). Pinpoints with more
@@ -67,9 +66,9 @@ class LlavaNextBackend(Backend):
         if cfg.vision_feature_select_strategy != TOWERS[tower]:
             return (f"vision_feature_select_strategy {cfg.vision_feature_select_strategy!r} with a {tower} tower "
                     f"does not leave a square patch grid (expected {TOWERS[tower]!r})")
-        side, patch = cfg.vision_config.image_size, cfg.vision_config.patch_size
-        if not isinstance(side, int) or side % patch:
-            return f"the tower's image_size {side!r} is not a whole number of {patch} px patches"
+        side = cfg.vision_config.image_size
+        if not isinstance(side, int):
+            return f"the tower's image_size {side!r} is not one square side"
         proc = self.image_processor
         kind = type(proc).__name__.removesuffix("Pil").removesuffix("Fast")
         if kind not in self.processors:
@@ -208,7 +207,9 @@ class LlavaNextBackend(Backend):
             high = self._downsample(high, side)
             rows, cols = high.shape[1:]
             embeds = torch.cat([f[0], high.flatten(1).transpose(0, 1)])
-            grids = [Grid(0, side, side, whole_image(img.size), "base")]
+            w, h = img.size
+            kept_frac = covered(side_px, int(self.model.config.vision_config.patch_size)) / side_px
+            grids = [Grid(0, side, side, (0.0, 0.0, w * kept_frac, h * kept_frac), "base")]
             if rows * cols:  # an image far wider than its pinpoint can unpad to nothing: the base grid alone
                 box = highres_box(img.size, (ph, pw), (nph * side, npw * side), tuple(kept))
                 grids.append(Grid(side * side, int(rows), int(cols), box, "highres"))
@@ -263,7 +264,11 @@ def highres_box(size: tuple[int, int], canvas: tuple[int, int], grid: tuple[int,
 
     The processor resized the image onto the `canvas` (height, width) pinpoint keeping its aspect ratio
     and centred it with padding; the canvas grid has `grid` (rows, cols) cells, and unpadding kept the
-    central `kept` (rows, cols) of them. Mapping those cells back through the resize gives the box."""
+    central `kept` (rows, cols) of them. Mapping those cells back through the resize gives the box.
+
+    Cells are taken as evenly spread over the canvas: exact when the crop side is a whole number of
+    patches; otherwise (SigLIP-384/14) each crop's last few pixels are no patch, and the even spread errs
+    by less than that remainder."""
     w, h = size
     new_h, new_w = get_patch_output_size(np.broadcast_to(np.uint8(0), (1, h, w)), canvas, ChannelDimension.FIRST)
     pad_y, pad_x = (canvas[0] - new_h) // 2, (canvas[1] - new_w) // 2
