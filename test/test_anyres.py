@@ -166,3 +166,32 @@ def test_crops_that_are_no_whole_number_of_patches_are_modelled_like_siglip_384_
     _memory_matches_native(backend, img)
     rm = build_random_model(family, image_px=36)
     backend.check_processor(rm.processor)
+
+
+#: the published crop geometry: LLaVA-v1.6 (CLIP-336/14, 24 x 24 per crop, its five pinpoints) and
+#: LLaVA-OneVision (SigLIP-384/14, 27 x 27 per crop over 378 px, its processor's 36 pinpoints)
+PUBLISHED = {"llava_next": dict(vision="clip", image_px=336, patch_px=14,
+                                pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]),
+             "llava_onevision": dict(image_px=384, patch_px=14,
+                                     pinpoints=[[384 * r, 384 * c] for r in range(1, 7) for c in range(1, 7)])}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ANYRES)
+def test_the_published_crop_geometry_passes_its_probe_and_matches_the_native_logits(family):
+    rm = build_random_model(family, **PUBLISHED[family])
+    # every pinpoint allowed (OneVision's go up to 6 x 6 crops), as the model's own config has them
+    backend = BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, max_tiles=36)
+    checked = backend.check_processor(rm.processor)
+    assert ("576" if family == "llava_next" else "729") not in checked  # more than one crop's tokens
+    _memory_matches_native(backend, random_image(11, (1280, 720)))
+
+
+@pytest.mark.slow
+def test_a_very_large_image_on_onevisions_published_geometry_is_downsampled_as_the_model_does():
+    rm = build_random_model("llava_onevision", **PUBLISHED["llava_onevision"])
+    backend = BACKENDS["llava_onevision"](rm.model, rm.tokenizer, rm.image_processor, max_tiles=36)
+    img = random_image(12, (3000, 3000))  # the 6 x 6 pinpoint: 162 x 162 cells, twice anyres_max_9's side
+    high = backend.encode_images([img])[0].layout.grids[1]
+    assert (high.rows, high.cols) == (81, 81)
+    _memory_matches_native(backend, img)

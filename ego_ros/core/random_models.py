@@ -175,12 +175,13 @@ def anyres_pinpoints(side: int) -> list[list[int]]:
 
 
 def _anyres_model(family: str, s: dict[str, Any], vocab: int, ids: dict[str, int], dtype: torch.dtype,
-                  device: str, px: int, vision: str, vision_aspect_ratio: str) -> tuple[Any, Any]:
+                  device: str, px: int, vision: str, vision_aspect_ratio: str, patch: int = 8,
+                  pinpoints: list[list[int]] | None = None) -> tuple[Any, Any]:
     """A tiny LLaVA-NeXT (CLIP tower unless `vision` says siglip) or LLaVA-OneVision (SigLIP) and its
     anyres image processor."""
     import transformers
 
-    patch = 8
+    pinpoints = pinpoints or anyres_pinpoints(px)
     onevision = family == "llava_onevision"
     clip = not onevision and vision == "clip"
     vcfg = transformers.AutoConfig.for_model(
@@ -191,31 +192,34 @@ def _anyres_model(family: str, s: dict[str, Any], vocab: int, ids: dict[str, int
                         s["kv_heads"], s["inter"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     common = dict(vision_config=vcfg, text_config=tcfg, image_token_index=ids["<image>"], vision_feature_layer=-1,
                   vision_feature_select_strategy="default" if clip else "full",
-                  image_grid_pinpoints=anyres_pinpoints(px), tie_word_embeddings=False)
+                  image_grid_pinpoints=pinpoints, tie_word_embeddings=False)
     if onevision:
         cfg = transformers.LlavaOnevisionConfig(video_token_index=ids["<video>"],
                                                 vision_aspect_ratio=vision_aspect_ratio, **common)
         model = _construct(transformers.LlavaOnevisionForConditionalGeneration, cfg, dtype, device)
         proc = transformers.LlavaOnevisionImageProcessorPil(size={"height": px, "width": px},
-                                                            image_grid_pinpoints=anyres_pinpoints(px))
+                                                            image_grid_pinpoints=pinpoints)
     else:
         cfg = transformers.LlavaNextConfig(image_seq_length=(px // patch) ** 2, **common)
         model = _construct(transformers.LlavaNextForConditionalGeneration, cfg, dtype, device)
         proc = transformers.LlavaNextImageProcessorPil(size={"shortest_edge": px},
                                                        crop_size={"height": px, "width": px},
-                                                       image_grid_pinpoints=anyres_pinpoints(px))
+                                                       image_grid_pinpoints=pinpoints)
     return model, proc
 
 
 def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
                        device: str = "cpu", image_px: int | None = None,
-                       vision: str = "siglip", vision_aspect_ratio: str = "anyres_max_9") -> RandomModel:
+                       vision: str = "siglip", vision_aspect_ratio: str = "anyres_max_9",
+                       patch_px: int | None = None, pinpoints: list[list[int]] | None = None) -> RandomModel:
     """Build a randomly initialised model of `family` ("llava", "qwen2_5_vl", "internvl").
 
     `vision` picks the LLaVA tower ("siglip" or "clip"). `image_px` is the square input size the image
     processor resizes to (tiny defaults keep the number of visual tokens small); for the anyres families
     (LLaVA-NeXT, LLaVA-OneVision) it is the crop size, and the grid pinpoints are canvases of up to 2 x 2
-    crops (plus 1 x 3 and 3 x 1). `vision_aspect_ratio` is LLaVA-OneVision's downsampling bound.
+    crops (plus 1 x 3 and 3 x 1) unless `pinpoints` are given; `patch_px` is their tower's patch size
+    (8 unless given: published geometries such as 384 px crops of 14 px patches are tiny towers too).
+    `vision_aspect_ratio` is LLaVA-OneVision's downsampling bound.
     """
     from transformers import (
         AutoConfig,
@@ -322,7 +326,8 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
         model = _construct(Qwen3VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px, patch_size=16, merge_size=2)
     elif family in ("llava_next", "llava_onevision"):
-        model, proc = _anyres_model(family, s, vocab, ids, dtype, device, image_px or 32, vision, vision_aspect_ratio)
+        model, proc = _anyres_model(family, s, vocab, ids, dtype, device, image_px or 32, vision, vision_aspect_ratio,
+                                    patch_px or 8, pinpoints)
     else:
         raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILY_SPECIALS)}")
     model.generation_config.eos_token_id = eos
