@@ -128,6 +128,13 @@ def test_max_tiles_that_no_pinpoint_fits_is_refused(backends):
         BACKENDS["llava_next"](rm.model, rm.tokenizer, rm.image_processor, max_tiles=2)
 
 
+def test_a_feature_selection_that_leaves_no_square_crop_grid_is_refused():
+    rm = build_random_model("llava_onevision", image_px=32)
+    rm.model.config.vision_feature_select_strategy = "default"  # would drop a SigLIP patch, not a CLS token
+    with pytest.raises(ModelLoadError, match="vision_feature_select_strategy"):
+        BACKENDS["llava_onevision"](rm.model, rm.tokenizer, rm.image_processor)
+
+
 def test_a_processor_with_other_pinpoints_than_the_model_is_refused():
     rm = build_random_model("llava_onevision", image_px=32)
     rm.image_processor.image_grid_pinpoints = anyres_pinpoints(32)[:2]

@@ -37,20 +37,8 @@ class LlavaBackend(Backend):
         selection or a SigLIP tower with "full" (so the kept features are exactly the square patch grid),
         and a CLIP or SigLIP image processor whose output is a square of the tower's input size (a fixed
         resize, or a shortest-edge resize no smaller than a square centre crop)."""
-        cfg = self.model.config
-        tower = getattr(cfg.vision_config, "model_type", None)
-        if tower in OTHER_TOWERS:
-            return OTHER_TOWERS[tower]
-        if tower not in TOWERS:
-            return f"its vision tower {tower!r} is not one of the modelled {sorted(TOWERS)}"
-        strategy = cfg.vision_feature_select_strategy
-        if strategy != TOWERS[tower]:
-            return (f"vision_feature_select_strategy {strategy!r} with a {tower} tower does not leave a square "
-                    f"patch grid (expected {TOWERS[tower]!r})")
-        side = cfg.vision_config.image_size
-        if not isinstance(side, int):
-            return f"the tower's image_size {side!r} is not one square side"
-        return _processor_reason(self.image_processor, side)
+        return tower_reason(self.model.config) or _processor_reason(self.image_processor,
+                                                                    self.model.config.vision_config.image_size)
 
     @property
     def placeholder_id(self) -> int:
@@ -83,6 +71,23 @@ class LlavaBackend(Backend):
     def native_inputs(self, text_ids: list[int], images: list[Image.Image],
                       method: str | None = None) -> dict[str, torch.Tensor]:
         return {"input_ids": torch.tensor([text_ids], device=self.device), **self.pixel_inputs(images, method)}
+
+
+def tower_reason(cfg) -> str | None:
+    """Why a LLaVA-type config's tower and feature selection give no square patch grid per image or crop
+    (None: a CLIP tower with "default" selection or SigLIP with "full", on a square input)."""
+    tower = getattr(cfg.vision_config, "model_type", None)
+    if tower in OTHER_TOWERS:
+        return OTHER_TOWERS[tower]
+    if tower not in TOWERS:
+        return f"its vision tower {tower!r} is not one of the modelled {sorted(TOWERS)}"
+    strategy = cfg.vision_feature_select_strategy
+    if strategy != TOWERS[tower]:
+        return (f"vision_feature_select_strategy {strategy!r} with a {tower} tower does not leave a square "
+                f"patch grid (expected {TOWERS[tower]!r})")
+    if not isinstance(cfg.vision_config.image_size, int):
+        return f"the tower's image_size {cfg.vision_config.image_size!r} is not one square side"
+    return None
 
 
 def covered(side: int, patch: int) -> int:

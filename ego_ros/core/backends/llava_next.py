@@ -33,7 +33,7 @@ from ..layout import Grid, Layout
 from ..profile import stage
 from .base import Backend, Piece, StructuralRun, VisualRun, VisualTokens
 from .internvl import DEFAULT_MAX_TILES as INTERNVL_MAX_TILES
-from .llava import OTHER_TOWERS, TOWERS, covered, field
+from .llava import covered, field, tower_reason
 
 #: Crops per image (base crop not counted) unless the engine says otherwise (`max_tiles`): InternVL's
 #: default tile bound, for the same reason (a robot prefills every frame's tokens). Pinpoints with more
@@ -58,17 +58,10 @@ class LlavaNextBackend(Backend):
         grid), and the family's anyres image processor with square crops of the tower's input size and the
         model's own grid pinpoints."""
         cfg = self.model.config
-        tower = getattr(cfg.vision_config, "model_type", None)
-        if tower in OTHER_TOWERS:
-            return OTHER_TOWERS[tower]
-        if tower not in TOWERS:
-            return f"its vision tower {tower!r} is not one of the modelled {sorted(TOWERS)}"
-        if cfg.vision_feature_select_strategy != TOWERS[tower]:
-            return (f"vision_feature_select_strategy {cfg.vision_feature_select_strategy!r} with a {tower} tower "
-                    f"does not leave a square patch grid (expected {TOWERS[tower]!r})")
+        reason = tower_reason(cfg)
+        if reason is not None:
+            return reason
         side = cfg.vision_config.image_size
-        if not isinstance(side, int):
-            return f"the tower's image_size {side!r} is not one square side"
         proc = self.image_processor
         kind = type(proc).__name__.removesuffix("Pil").removesuffix("Fast")
         if kind not in self.processors:
