@@ -81,6 +81,13 @@ def test_a_processor_whose_size_differs_from_the_tower_is_refused():
         LlavaBackend(rm.model, rm.tokenizer, proc)
 
 
+def test_a_processor_that_does_not_resize_is_refused():
+    rm = _llava()
+    proc = transformers.SiglipImageProcessorPil(size={"height": 32, "width": 32}, do_resize=False)
+    with pytest.raises(ModelLoadError, match="does not resize"):
+        LlavaBackend(rm.model, rm.tokenizer, proc)
+
+
 def test_an_image_processor_of_another_kind_is_refused():
     rm = _llava()
     proc = transformers.LlavaImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})

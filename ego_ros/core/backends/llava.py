@@ -110,6 +110,8 @@ def _processor_reason(proc, side: int) -> str | None:
         return f"its image processor {type(proc).__name__} is not one of the modelled {list(PROCESSORS)}"
     if getattr(proc, "do_pad", False):
         return f"its image processor {type(proc).__name__} pads the image"
+    if not getattr(proc, "do_resize", True):
+        return f"its image processor {type(proc).__name__} does not resize, so image sizes reach the tower as they are"
     size = getattr(proc, "size", None)
     if getattr(proc, "do_center_crop", False):
         crop = getattr(proc, "crop_size", None)

@@ -66,6 +66,8 @@ class LlavaNextBackend(Backend):
         kind = type(proc).__name__.removesuffix("Pil").removesuffix("Fast")
         if kind not in self.processors:
             return f"its image processor {type(proc).__name__} is not one of the modelled {list(self.processors)}"
+        if not getattr(proc, "do_resize", True):
+            return f"its image processor {type(proc).__name__} does not resize its crops"
         if self.crop_side() != side:
             return f"its image processor makes {self.crop_side()} px crops but the tower takes {side} px"
         pinpoints = [list(map(int, p)) for p in (getattr(proc, "image_grid_pinpoints", None) or [])]
