@@ -17,6 +17,8 @@ from transformers import (
     CLIPImageProcessorPil,
     Gemma3ImageProcessorPil,
     GotOcr2ImageProcessorPil,
+    LlavaNextImageProcessorPil,
+    LlavaOnevisionImageProcessorPil,
     Qwen2VLImageProcessorPil,
     SiglipImageProcessorPil,
 )
@@ -188,3 +190,26 @@ def test_toy_recognition_probabilities_barely_move_between_tensor_and_pil_prepro
         probs[method] = np.array([engine.recognize(f)[0].probability for f in frames])
     assert np.abs(probs["tensor"] - probs["pil"]).max() <= 5e-3
     assert probs["pil"].max() - probs["pil"].min() > 0.1  # the frames differ: the comparison is not vacuous
+
+
+#: LLaVA-NeXT (llava-v1.6, 336 px CLIP crops) and LLaVA-OneVision (384 px SigLIP crops, 6 x 6 pinpoints)
+_ANYRES_PUBLISHED = {
+    "llava_next_336": lambda: LlavaNextImageProcessorPil(
+        size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336},
+        image_grid_pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]),
+    "llava_onevision_384": lambda: LlavaOnevisionImageProcessorPil(),
+}
+
+
+@pytest.mark.parametrize("name", list(_ANYRES_PUBLISHED))
+@pytest.mark.parametrize("size", [(300, 200), (640, 480), (1920, 1080)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_anyres_tensor_pixels_match_published_processor_settings(name, size):
+    proc = _ANYRES_PUBLISHED[name]()
+    assert preprocess.unsupported(proc) is None
+    side = 336 if name == "llava_next_336" else 384
+    pinpoints = [list(p) for p in proc.image_grid_pinpoints]
+    for img in (random_image(3, size), _smooth_image(size, 4)):
+        want = proc(images=[img], return_tensors="pt")
+        got, sizes = preprocess.anyres_pixels([img], proc, CPU, torch.float32, pinpoints, side)
+        _assert_close_pixels(got, want["pixel_values"], proc)
+        assert sizes.tolist() == want["image_sizes"].tolist()

@@ -80,6 +80,9 @@ class EngineConfig:
     #: image preprocessing: "tensor" (torch ops on the model's device; the image processor remains the
     #: fallback for processors it does not cover) or "pil" (always the image processor)
     preprocess: str = "tensor"
+    #: most tiles per image for families that tile (InternVL: default 6, see backends/internvl.py); 1:
+    #: one tile, the paper's setting; None: the backend's default. Families that do not tile take 1 only.
+    max_tiles: int | None = None
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
     #: wall-clock deadline of one model call in seconds (introduce, recognize, ask, caption, ...), checked
     #: between forward passes and decode steps; the call then raises RequestTimeoutError. 0 disables it.
@@ -107,6 +110,9 @@ class EngineConfig:
                              f"got {self.request_timeout_s!r}")
         if self.location_map not in MAPS:
             raise ValueError(f"unknown location_map {self.location_map!r}; expected one of {MAPS}")
+        if self.max_tiles is not None and (isinstance(self.max_tiles, bool) or not isinstance(self.max_tiles, int)
+                                           or self.max_tiles < 1):
+            raise ValueError(f"max_tiles must be a whole number >= 1 (or None), got {self.max_tiles!r}")
         if self.preprocess not in PREPROCESS_METHODS:
             raise ValueError(f"unknown preprocess {self.preprocess!r}; expected one of {PREPROCESS_METHODS}")
         self.introduce.validate()
@@ -148,6 +154,8 @@ class EgoEngine:
         self.config = config or EngineConfig()
         self.config.validate()
         backend.preprocess = self.config.preprocess
+        if self.config.max_tiles is not None:
+            backend.set_max_tiles(self.config.max_tiles)
         if store is None:
             store = ConceptStore(backend.fingerprint(), backend.name, device=backend.device, dtype=backend.dtype)
         self.store = store
@@ -388,7 +396,7 @@ class EgoEngine:
             vt = self.backend.encode_images([rgb])[0]
             probs, attn = self._yes_probabilities(vt, names, capture=True)
             sim = similarity_map(vt.embeds, self._memory_tokens(names[0]))
-            maps = {m: combine(attn.get(names[0]), sim, m).reshape(vt.rows, vt.cols) for m in MAPS}
+            maps = {m: vt.to_map(combine(attn.get(names[0]), sim, m)) for m in MAPS}
         return vt, maps, probs[names[0]]
 
     def _memory_tokens(self, name: str) -> torch.Tensor:
@@ -595,9 +603,7 @@ class EgoEngine:
         if not capture:
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
             return dict(zip(names, self._probabilities(logits))), {}
-        start = next(s for s, blk in queries.shared.blocks
-                     if s >= (queries.context_end or 0) and blk.embeds is vt.embeds)
-        columns = torch.arange(start, start + vt.count)
+        columns = queries.shared.columns["image::0"]  # the query image's tokens, in token-list order
         with capturing(self.layers, columns) as cap:
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch,
                                         capture=cap)

@@ -13,6 +13,7 @@ import torch
 from .backends.base import Backend
 from .backends.families import BACKENDS
 from .errors import ModelLoadError
+from .processors import load_processor
 from .prompts import load_prompts
 
 _log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ _MODEL_CLASSES = {
     "qwen3_vl": "Qwen3VLForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
     "gemma3": "Gemma3ForConditionalGeneration",
+    "llava_next": "LlavaNextForConditionalGeneration",
+    "llava_onevision": "LlavaOnevisionForConditionalGeneration",
 }
 
 
@@ -116,7 +119,9 @@ def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_rem
             raise ModelLoadError(f"unknown size {size!r} in {model!r}; expected one of {sorted(SIZES)}")
         px = int(rest[1]) if len(rest) > 1 else None
         rm = build_random_model(family, size=size, dtype=dt, device=str(dev), image_px=px)
-        return BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, name=model)
+        backend = BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, name=model)
+        probe_processor(backend, rm.processor, "the family has no processor here")
+        return backend
     directory = model_directory(model)
     if model == "toy" and not (TOY_MODEL_DIR / "config.json").is_file():
         raise ModelLoadError(f"the embedded toy model is missing ({TOY_MODEL_DIR}); train it with "
@@ -143,4 +148,33 @@ def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_rem
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load model {model!r}: {exc}") from exc
     prompts = load_prompts(directory)
-    return BACKENDS[family](net, tokenizer, image_processor, prompts=prompts, name=model)
+    backend = BACKENDS[family](net, tokenizer, image_processor, prompts=prompts, name=model)
+    processor, why = load_processor(source, family, trust_remote_code, local_files_only)
+    probe_processor(backend, processor, why)
+    return backend
+
+
+def probe_processor(backend: Backend, processor: Any, why_none: str = "") -> None:
+    """The load-time probe check: refuse (ModelLoadError) a backend whose encoding of a probe image
+    disagrees with the model's own processor; skip it, with a warning naming why, when the model has no
+    usable processor.
+
+    Why a skip and not a refusal: the backend runs on the tokenizer and image processor alone, which many
+    exported checkpoints ship without a processor_config.json (LLaVA's processor then does not know its
+    patch size and cannot expand an image token at all). Such a checkpoint still gets the family's static
+    checks (`Backend.unsupported_reason`), and the outcome is kept in `backend.probe_status`.
+    """
+    if processor is None:
+        backend.probe_status = f"skipped: {why_none or 'no processor'}"
+        _log.warning("model %s: no probe check against its own processor (%s)", backend.name, why_none)
+        return
+    try:
+        checked = backend.check_processor(processor)
+    except RuntimeError as exc:
+        backend.probe_status = f"skipped: {exc}"
+        _log.warning("model %s: no probe check against its own processor (%s)", backend.name, exc)
+        return
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"model {backend.name!r} refused: {exc}") from exc
+    backend.probe_status = f"passed: {checked}"
+    _log.info("model %s: probe check against %s passed (%s)", backend.name, type(processor).__name__, checked)

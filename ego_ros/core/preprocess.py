@@ -12,10 +12,12 @@ two axes are resized separately in Pillow's order, and each pass is rounded and 
 PIL's uint8 passes are. PIL computes in fixed point, so values still differ by about one grey level
 at some pixels; test/test_preprocess.py states and checks the measured bound.
 
-What is covered: SigLIP-, CLIP-, GotOcr2- (InternVL, single tile), Gemma 3- (no pan-and-scan) and
-Qwen2-VL-style processors with bicubic, bilinear or nearest resampling. Anything else (other processor
-classes, InternVL's multi-tile cropping, Gemma 3's pan-and-scan, padding, other filters) returns a
-reason from `unsupported()` and the backend uses the PIL processor instead.
+What is covered: SigLIP-, CLIP-, GotOcr2- (InternVL: one tile, and the tiles + thumbnail of its
+crop_to_patches through `tiled_pixels`, which the InternVL backend calls with its own tile budget) and
+Gemma 3- (no pan-and-scan) and Qwen2-VL-style processors with bicubic, bilinear or nearest resampling.
+Anything else (other processor classes, a processor object set to crop_to_patches itself, Gemma 3's
+pan-and-scan, padding, other filters) returns a reason from `unsupported()` and the backend uses the PIL
+processor instead.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ try:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 except ImportError:  # transformers releases without the PIL module keep it next to the processor
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+try:
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
+except ImportError:  # transformers releases without the PIL module keep it next to the processor
+    from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
 from transformers.image_transforms import get_resize_output_image_size
 from transformers.image_utils import ChannelDimension
 
@@ -38,6 +44,8 @@ _MODES = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
 #: processor classes whose steps these functions reproduce (name without the Pil/Fast suffix)
 SQUARE_PROCESSORS = ("SiglipImageProcessor", "CLIPImageProcessor", "GotOcr2ImageProcessor", "Gemma3ImageProcessor")
 PATCH_PROCESSORS = ("Qwen2VLImageProcessor",)
+#: anyres processors (LLaVA-NeXT, LLaVA-OneVision): a squashed base crop plus the crops of a pinpoint canvas
+ANYRES_PROCESSORS = ("LlavaNextImageProcessor", "LlavaOnevisionImageProcessor")
 
 
 def _field(obj: Any, key: str) -> Any:
@@ -66,10 +74,12 @@ def resample_mode(resample: Any) -> str | None:
 def unsupported(processor: Any) -> str | None:
     """Why the tensor path cannot reproduce this processor (None: it can)."""
     kind = processor_kind(processor)
-    if kind not in SQUARE_PROCESSORS + PATCH_PROCESSORS:
+    if kind not in SQUARE_PROCESSORS + PATCH_PROCESSORS + ANYRES_PROCESSORS:
         return f"processor {type(processor).__name__} is not covered"
     if getattr(processor, "do_resize", True) and resample_mode(getattr(processor, "resample", None)) is None:
         return f"resampling filter {getattr(processor, 'resample', None)!r} has no tensor equivalent"
+    if kind in ANYRES_PROCESSORS:  # their do_pad pads the crop count of a batch, which anyres_pixels does
+        return None if getattr(processor, "do_resize", True) else "an anyres processor without resizing"
     if getattr(processor, "do_pad", False):
         return "padding is not covered"
     if getattr(processor, "crop_to_patches", False):
@@ -170,6 +180,39 @@ def square_pixels(images: list[Image.Image | np.ndarray], processor: Any, device
     return torch.stack(out).to(dtype)
 
 
+def tile_arrangement(processor: Any, height: int, width: int, max_tiles: int) -> tuple[int, int]:
+    """(rows, cols) of the tiles GotOcr2's crop_to_patches cuts an image into, at most `max_tiles` (and at
+    least the processor's min_patches): transformers' own rule, the tile arrangement whose aspect ratio
+    is closest to the image's."""
+    if max_tiles <= 1:
+        return 1, 1
+    tile = (int(_field(processor.size, "height")), int(_field(processor.size, "width")))
+    min_tiles = min(int(getattr(processor, "min_patches", 1) or 1), max_tiles)
+    cols, rows = get_optimal_tiled_canvas((int(height), int(width)), tile, min_tiles, int(max_tiles))
+    return int(rows), int(cols)
+
+
+def tiled_pixels(images: list[Image.Image | np.ndarray], processor: Any, device: torch.device,
+                 dtype: torch.dtype, max_tiles: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """(T, 3, h, w) pixel values of GotOcr2's crop_to_patches (InternVL) for all images, and each image's
+    tile (rows, cols). Per image: the image resized onto a rows x cols canvas of tiles, the tiles
+    row-major, then (when there is more than one tile) a thumbnail of the whole image, the processor's
+    order."""
+    mode = resample_mode(getattr(processor, "resample", None)) or "bilinear"
+    th, tw = int(_field(processor.size, "height")), int(_field(processor.size, "width"))
+    out, arrangements = [], []
+    for image in images:
+        x = upload(image, device)
+        rows, cols = tile_arrangement(processor, x.shape[1], x.shape[2], max_tiles)
+        canvas = resize(x, rows * th, cols * tw, mode)
+        tiles = [canvas[:, r * th:(r + 1) * th, c * tw:(c + 1) * tw] for r in range(rows) for c in range(cols)]
+        if len(tiles) > 1:
+            tiles.append(resize(x, th, tw, mode))
+        out += [rescale_normalize(t, processor) for t in tiles]
+        arrangements.append((rows, cols))
+    return torch.stack(out).to(dtype), arrangements
+
+
 def pixel_budget(processor: Any, max_pixels: int | None = None) -> tuple[int, int]:
     """(min, max) pixels of a Qwen2-VL processor's smart resize, the maximum tightened to `max_pixels`
     when given (never below the processor's own minimum)."""
@@ -212,4 +255,36 @@ def patch_pixels(images: list[Image.Image | np.ndarray], processor: Any, device:
 
 
 __all__ = ["unsupported", "upload", "resize", "rescale_normalize", "square_pixels", "patch_pixels", "patch_grid",
-           "pixel_budget", "resample_mode", "processor_kind"]
+           "tile_arrangement", "tiled_pixels",
+           "pixel_budget", "resample_mode", "processor_kind", "anyres_pixels"]
+
+
+def anyres_pixels(images: list[Image.Image | np.ndarray], processor: Any, device: torch.device, dtype: torch.dtype,
+                  pinpoints: list[list[int]], side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, crops, 3, side, side) pixel values and (B, 2) image sizes (height, width) of a LLaVA-NeXT /
+    LLaVA-OneVision processor choosing among `pinpoints`: per image, the image squashed to one crop, then
+    the crops (row-major) of the image resized onto the best pinpoint keeping its aspect ratio and centred
+    on black padding; images with fewer crops are padded with zero crops, as the processor pads a batch.
+    The pinpoint and resized size come from transformers' own functions."""
+    from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
+
+    mode = resample_mode(getattr(processor, "resample", None)) or "bilinear"
+    per_image, sizes = [], []
+    for image in images:
+        x = upload(image, device)
+        h0, w0 = int(x.shape[1]), int(x.shape[2])
+        th, tw = select_best_resolution((h0, w0), pinpoints)
+        stand_in = np.broadcast_to(np.zeros((), np.uint8), (1, h0, w0))
+        nh, nw = get_patch_output_size(stand_in, (th, tw), ChannelDimension.FIRST)
+        canvas = torch.zeros((3, th, tw), device=device)
+        top, left = (th - nh) // 2, (tw - nw) // 2
+        canvas[:, top:top + nh, left:left + nw] = resize(x, nh, nw, mode)
+        crops = [resize(x, side, side, mode)]
+        crops += [canvas[:, r:r + side, c:c + side] for r in range(0, th, side) for c in range(0, tw, side)]
+        per_image.append(torch.stack([rescale_normalize(c, processor) for c in crops]))
+        sizes.append((h0, w0))
+    most = max(p.shape[0] for p in per_image)
+    out = torch.zeros((len(per_image), most, 3, side, side), device=device)
+    for i, p in enumerate(per_image):
+        out[i, :p.shape[0]] = p
+    return out.to(dtype), torch.tensor(sizes, dtype=torch.long, device=device)

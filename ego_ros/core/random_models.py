@@ -41,8 +41,10 @@ FAMILY_SPECIALS: dict[str, list[str]] = {
     "qwen2_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen2_5_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen3_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
-    "internvl": ["<img>", "</img>", "<IMG_CONTEXT>"],
+    "internvl": ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
     "gemma3": ["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
+    "llava_next": ["<image>"],
+    "llava_onevision": ["<image>", "<video>"],
 }
 COMMON_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -102,25 +104,24 @@ def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None
         show_progress=False,
     )
     tok.train_from_iterator(corpus or _CORPUS + list(fmt.corpus), trainer=trainer)
-    extra = {}
+    # The family's processor reads these named tokens (and their ids) from the tokenizer; named special
+    # tokens are saved with it, as in the published checkpoints (Gemma 3: boi/eoi frame an image and the
+    # soft token stands per row; InternVL: its image start, end and context tokens).
+    named = {}
     if family == "gemma3":
-        # Gemma3Processor reads these named tokens (boi/eoi frame an image, the soft token stands per row).
-        extra = {"extra_special_tokens": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                                          "image_token": "<image_soft_token>"}}
+        named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+    elif family == "internvl":
+        named = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                 "video_token": "<video>"}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=fmt.eos,
         pad_token=fmt.pad,
         bos_token=fmt.bos,
         additional_special_tokens=FAMILY_SPECIALS[family],
-        **extra,
+        **({"extra_special_tokens": named} if named else {}),
     )
     fast.chat_template = fmt.template
-    if family == "internvl":
-        # InternVL's processor reads these attributes; kept for save/load compatibility.
-        fast.start_image_token = "<img>"
-        fast.end_image_token = "</img>"
-        fast.context_image_token = "<IMG_CONTEXT>"
     return fast
 
 
@@ -144,9 +145,8 @@ class RandomModel:
     tokenizer: PreTrainedTokenizerFast
     image_processor: Any
     family: str
-    #: the multimodal processor, where its defaults would not fit the tiny model (Gemma 3's expands an
-    #: image to 256 soft tokens unless told the model's count); saved with the model so that
-    #: AutoProcessor on the directory frames images as the model expects
+    #: the family's multimodal processor (tokenizer + image processor + image token expansion), as a
+    #: published checkpoint ships it; None for a family without one here
     processor: Any = None
 
     def save(self, path: str | Path) -> Path:
@@ -158,6 +158,36 @@ class RandomModel:
         if self.processor is not None:
             self.processor.save_pretrained(path)
         return path
+
+
+def build_family_processor(family: str, model: Any, tokenizer: Any, image_processor: Any) -> Any:
+    """The processor a checkpoint of `family` ships, built from its parts and the model's config."""
+    from .processors import build_processor
+
+    cfg = model.config
+    parts = dict(image_processor=image_processor, tokenizer=tokenizer)
+    if family == "llava":
+        clip = cfg.vision_config.model_type == "clip_vision_model"
+        return build_processor("LlavaProcessor", patch_size=cfg.vision_config.patch_size,
+                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                               num_additional_image_tokens=1 if clip else 0, **parts)
+    if family == "internvl":
+        return build_processor("InternVLProcessor", image_seq_length=cfg.image_seq_length, **parts)
+    if family == "llava_next":
+        clip = cfg.vision_config.model_type == "clip_vision_model"
+        return build_processor("LlavaNextProcessor", patch_size=cfg.vision_config.patch_size,
+                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                               num_additional_image_tokens=1 if clip else 0, **parts)
+    if family == "llava_onevision":
+        side = cfg.vision_config.image_size // cfg.vision_config.patch_size
+        return build_processor("LlavaOnevisionProcessor", num_image_tokens=side * side,
+                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+                               vision_aspect_ratio=cfg.vision_aspect_ratio, **parts)
+    if family == "gemma3":
+        # Gemma3Processor expands an image to 256 soft tokens unless told the model's count
+        return build_processor("Gemma3Processor", image_seq_length=cfg.mm_tokens_per_image, **parts)
+    names = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}
+    return build_processor(names[family], **parts) if family in names else None
 
 
 def _text_config(kind: str, vocab: int, hidden: int, layers: int, heads: int, kv_heads: int,
@@ -200,13 +230,57 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+def anyres_pinpoints(side: int) -> list[list[int]]:
+    """Small anyres grid pinpoints (height, width) of `side` px crops: 1x1 .. 2x2, 1x3 and 3x1."""
+    return [[side * r, side * c] for r, c in [(1, 1), (1, 2), (2, 1), (2, 2), (1, 3), (3, 1)]]
+
+
+def _anyres_model(family: str, s: dict[str, Any], vocab: int, ids: dict[str, int], dtype: torch.dtype,
+                  device: str, px: int, vision: str, vision_aspect_ratio: str, patch: int = 8,
+                  pinpoints: list[list[int]] | None = None) -> tuple[Any, Any]:
+    """A tiny LLaVA-NeXT (CLIP tower unless `vision` says siglip) or LLaVA-OneVision (SigLIP) and its
+    anyres image processor."""
+    import transformers
+
+    pinpoints = pinpoints or anyres_pinpoints(px)
+    onevision = family == "llava_onevision"
+    clip = not onevision and vision == "clip"
+    vcfg = transformers.AutoConfig.for_model(
+        "clip_vision_model" if clip else "siglip_vision_model", hidden_size=s["v_hidden"],
+        intermediate_size=s["v_inter"], num_hidden_layers=s["v_layers"], num_attention_heads=s["v_heads"],
+        image_size=px, patch_size=patch)
+    tcfg = _text_config("qwen2" if onevision else "llama", vocab, s["hidden"], s["layers"], s["heads"],
+                        s["kv_heads"], s["inter"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    common = dict(vision_config=vcfg, text_config=tcfg, image_token_index=ids["<image>"], vision_feature_layer=-1,
+                  vision_feature_select_strategy="default" if clip else "full",
+                  image_grid_pinpoints=pinpoints, tie_word_embeddings=False)
+    if onevision:
+        cfg = transformers.LlavaOnevisionConfig(video_token_index=ids["<video>"],
+                                                vision_aspect_ratio=vision_aspect_ratio, **common)
+        model = _construct(transformers.LlavaOnevisionForConditionalGeneration, cfg, dtype, device)
+        proc = transformers.LlavaOnevisionImageProcessorPil(size={"height": px, "width": px},
+                                                            image_grid_pinpoints=pinpoints)
+    else:
+        cfg = transformers.LlavaNextConfig(image_seq_length=(px // patch) ** 2, **common)
+        model = _construct(transformers.LlavaNextForConditionalGeneration, cfg, dtype, device)
+        proc = transformers.LlavaNextImageProcessorPil(size={"shortest_edge": px},
+                                                       crop_size={"height": px, "width": px},
+                                                       image_grid_pinpoints=pinpoints)
+    return model, proc
+
+
 def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
                        device: str = "cpu", image_px: int | None = None,
-                       vision: str = "siglip") -> RandomModel:
+                       vision: str = "siglip", vision_aspect_ratio: str = "anyres_max_9",
+                       patch_px: int | None = None, pinpoints: list[list[int]] | None = None) -> RandomModel:
     """Build a randomly initialised model of `family` (a key of `FAMILY_SPECIALS`).
 
     `vision` picks the LLaVA tower ("siglip" or "clip"). `image_px` is the square input size the image
-    processor resizes to (tiny defaults keep the number of visual tokens small).
+    processor resizes to (tiny defaults keep the number of visual tokens small); for the anyres families
+    (LLaVA-NeXT, LLaVA-OneVision) it is the crop size, and the grid pinpoints are canvases of up to 2 x 2
+    crops (plus 1 x 3 and 3 x 1) unless `pinpoints` are given; `patch_px` is their tower's patch size
+    (8 unless given: published geometries such as 384 px crops of 14 px patches are tiny towers too).
+    `vision_aspect_ratio` is LLaVA-OneVision's downsampling bound.
     """
     from transformers import (
         AutoConfig,
@@ -309,18 +383,16 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
                             vision_end_token_id=ids["<|vision_end|>"])
         model = _construct(Qwen3VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px, patch_size=16, merge_size=2)
+    elif family in ("llava_next", "llava_onevision"):
+        model, proc = _anyres_model(family, s, vocab, ids, dtype, device, image_px or 32, vision, vision_aspect_ratio,
+                                    patch_px or 8, pinpoints)
     else:
         raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILY_SPECIALS)}")
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     model = model.eval()
-    processor = None
-    if family == "gemma3":
-        from transformers import Gemma3Processor
-
-        processor = Gemma3Processor(image_processor=proc, tokenizer=tok,
-                                    image_seq_length=model.config.mm_tokens_per_image)
-    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family, processor=processor)
+    return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family,
+                       processor=build_family_processor(family, model, tok, proc))
 
 
 def _mrope_section(head_dim: int) -> list[int]:

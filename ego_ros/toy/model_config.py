@@ -31,6 +31,7 @@ import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration, PreTrainedTokenizerFast, SiglipVisionConfig
 
 from ego_ros.core.prompts import PROMPTS_FILE, PromptSet
+from ego_ros.core.random_models import build_family_processor
 
 from .tokenizer import EOT, IMAGE, PAD
 
@@ -211,7 +212,7 @@ def save_model_dir(
     extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Write a model directory the engine loads with `EgoEngine.load(path)`: weights (safetensors),
-    config, tokenizer, image processor, ego_prompts.json and optionally TRAINING.md."""
+    config, tokenizer, image processor, multimodal processor, ego_prompts.json and optionally TRAINING.md."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.to(torch.float32)
@@ -220,7 +221,10 @@ def save_model_dir(
     for f in out.glob("*.safetensors"):
         f.chmod(0o644)
     tokenizer.save_pretrained(out)
-    build_image_processor(spec).save_pretrained(out)
+    image_processor = build_image_processor(spec)
+    image_processor.save_pretrained(out)
+    # the multimodal processor too, so that loading checks the engine's image encoding against it
+    build_family_processor("llava", model, tokenizer, image_processor).save_pretrained(out)
     (out / PROMPTS_FILE).write_text(json.dumps(PROMPT_OVERRIDES, indent=2) + "\n", encoding="utf-8")
     if training_md is not None:
         (out / "TRAINING.md").write_text(training_md, encoding="utf-8")

@@ -4,6 +4,26 @@ The engine itself only sees token ids, visual token embeddings (projector output
 space), their grid geometry and the LLM decoder stack. A backend knows how its family turns images into
 visual tokens, how it frames them with special tokens, whether it uses 3-D (M-RoPE) positions, and where
 its language model and head live.
+
+The layout contract (for families whose processor tiles large images):
+
+- `encode_images` returns one `VisualTokens` per image: `embeds` is the image's token list in the order
+  the model receives it (projector outputs, patch tokens only) and `layout` (`core.layout.Layout`) its
+  grids: each grid's offset in the list, rows x cols (row-major), box in input-image pixels, kind
+  ("single", "tile", "thumbnail", "base", "highres") and tile (row, col). Single-grid families pass
+  rows/cols/box and no layout; tiled ones build `VisualTokens.tiled(embeds, layout, size)`.
+- A memory view keeps, per selected token, its index into that list plus the layout (persisted with the
+  memory); `VisualBlock` gives each token its grid row and column (M-RoPE positions use them).
+- `frame_visual(layout, indices)` frames one block (a query image, a reference, a full or subset
+  memory) as ordered pieces: `TokenRun` (ids placed as they are), `VisualRun` (the block's tokens at
+  positions start .. stop of its ascending `indices`, every one placed exactly once, in order) and
+  `StructuralRun` (image rows that are no patch, e.g. a learned newline embedding: emitted for full
+  blocks only, since a subset memory never selects them). The default is `visual_frame()`'s before +
+  all tokens + after. A framing that frames tiles separately should frame a subset memory as the
+  framing of each grid that keeps tokens (`Layout.runs`), holding only the kept tokens: a full memory
+  is then framed exactly as the native image.
+- Framing ids that must never be generated belong in `suppressed_ids` (override it when the framing
+  uses ids other than `visual_frame()`'s).
 """
 
 from __future__ import annotations
@@ -19,9 +39,14 @@ import torch
 from PIL import Image
 
 from .. import attention, preprocess
+from ..errors import ModelLoadError
+from ..layout import Layout
 from ..prompts import Part, PromptSet, Slot
 
 PREPROCESS_METHODS = ("tensor", "pil")
+#: Size (width, height) of the load-time probe image: non-square, so that a backend assuming a square
+#: grid or a fixed size disagrees with an aspect-keeping processor, and small enough to cost one cheap pass.
+PROBE_IMAGE_SIZE = (640, 360)
 
 #: Config keys that say nothing about what the weights compute (paths, dtypes, versions, kernels).
 _VOLATILE_CONFIG_KEYS = {
@@ -35,8 +60,12 @@ _VOLATILE_CONFIG_KEYS = {
 class VisualTokens:
     """The visual tokens of one image as the LLM receives them.
 
-    embeds: (N, D) projector outputs, row-major over a `rows` x `cols` grid that evenly tiles `box`
-    (x0, y0, x1, y1) of the original image, whose size is `image_size` (width, height).
+    embeds: (N, D) projector outputs, the image's token list in the order the model receives it.
+    `layout` says which grid each token belongs to (`core.layout`): a single-grid image (the default,
+    `layout` None) is one row-major `rows` x `cols` grid that evenly tiles `box` (x0, y0, x1, y1) of the
+    original image, whose size is `image_size` (width, height). A tiled image passes its `Layout`
+    (`VisualTokens.tiled`); `rows`, `cols` and `box` are then its map grid (`Layout.map_grid`: the tiles
+    assembled into one full-resolution grid), the grid heatmaps are drawn on, and N is the layout's count.
     """
 
     embeds: torch.Tensor
@@ -46,19 +75,37 @@ class VisualTokens:
     image_size: tuple[int, int]
     #: (layers, N, D) features added to early LLM layers at the visual rows (Qwen3-VL DeepStack), or None
     deepstack: torch.Tensor | None = None
+    #: the grids of a multi-grid (tiled) image; None: the one grid rows x cols over box
+    layout: Layout | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            self.layout = Layout.single(self.rows, self.cols, self.box)
+
+    @classmethod
+    def tiled(cls, embeds: torch.Tensor, layout: Layout, image_size: tuple[int, int],
+              deepstack: torch.Tensor | None = None) -> VisualTokens:
+        """Visual tokens of a multi-grid image (its map grid becomes rows x cols over box)."""
+        if embeds.shape[0] != layout.count:
+            raise ValueError(f"{embeds.shape[0]} visual tokens for a layout of {layout.count}")
+        grid, box = layout.map_grid()
+        return cls(embeds, int(grid.shape[0]), int(grid.shape[1]), box, image_size, deepstack, layout)
 
     @property
     def count(self) -> int:
-        return self.rows * self.cols
+        return self.layout.count
+
+    def map_indices(self) -> np.ndarray:
+        """(rows, cols) token indices of the map grid (row-major arange for a single-grid image)."""
+        return self.layout.map_grid()[0]
+
+    def to_map(self, values: np.ndarray) -> np.ndarray:
+        """A per-token array (N,) as the (rows, cols) map over the image."""
+        return np.asarray(values)[self.map_indices()]
 
     def token_boxes(self) -> np.ndarray:
         """(N, 4) array of each token's region (x0, y0, x1, y1) in original image pixels."""
-        x0, y0, x1, y1 = self.box
-        xs = np.linspace(x0, x1, self.cols + 1)
-        ys = np.linspace(y0, y1, self.rows + 1)
-        r, c = np.meshgrid(np.arange(self.rows), np.arange(self.cols), indexing="ij")
-        r, c = r.ravel(), c.ravel()
-        return np.stack([xs[c], ys[r], xs[c + 1], ys[r + 1]], axis=1)
+        return self.layout.token_boxes()
 
     def mask_fraction(self, mask: np.ndarray) -> np.ndarray:
         """Fraction of each token's region covered by a boolean mask of the original image (H, W)."""
@@ -75,6 +122,33 @@ class VisualTokens:
         return out
 
 
+@dataclass(frozen=True)
+class TokenRun:
+    """Framing: token ids placed as they are (image start/end markers, tile tags, separators)."""
+
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class VisualRun:
+    """Framing: the block's visual tokens at positions start .. stop of its (ascending) token list."""
+
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class StructuralRun:
+    """Framing: rows that belong to the image but are no patch token, as embeddings (n, D): LLaVA-NeXT's
+    learned newline after each grid row. Never selected into a subset memory, so a framing emits them
+    for full blocks only; never captured as visual columns."""
+
+    embeds: torch.Tensor
+
+
+Piece = TokenRun | VisualRun | StructuralRun
+
+
 class Backend(ABC):
     """One model family. Subclasses implement `encode_images` and the family's framing."""
 
@@ -87,6 +161,10 @@ class Backend(ABC):
     #: Image preprocessing: "tensor" (torch ops on the model's device, ego_ros.core.preprocess, with the
     #: image processor as the automatic fallback for what it does not cover) or "pil" (the processor).
     preprocess: str = "tensor"
+    #: True for families whose processor tiles large images (InternVL, ...): `max_tiles` applies
+    tiles_images: bool = False
+    #: most tiles (thumbnail not counted) one image is cut into; 1: one tile (or the one grid)
+    max_tiles: int = 1
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, prompts: PromptSet | None = None,
                  name: str = "") -> None:
@@ -95,11 +173,33 @@ class Backend(ABC):
         self.image_processor = image_processor
         self.prompts = prompts or PromptSet()
         self.name = name or getattr(model.config, "_name_or_path", "") or self.family
+        reason = self.unsupported_reason()
+        if reason is not None:
+            raise ModelLoadError(f"the {self.family} backend does not model {self.name!r} exactly: {reason}; "
+                                 "it is refused rather than run with a wrong visual grid")
         attention.register()
         model.set_attn_implementation({"text_config": attention.ATTN_IMPLEMENTATION})
         model.eval()
         self._fingerprint: str | None = None
         self._chat_form: str | None = None
+        #: what the load-time probe check found ("passed: ...", "skipped: ...") or "not run"
+        self.probe_status = "not run"
+
+    def unsupported_reason(self) -> str | None:
+        """Why this backend cannot reproduce the model and its image processor (None: it can).
+
+        Checked before anything runs; a family whose backend models only some towers or processors
+        names the first thing it does not model."""
+        return None
+
+    def set_max_tiles(self, max_tiles: int) -> None:
+        """Bound the tiles of each image (engine option `max_tiles`, CLI `--max-tiles`); families that
+        do not tile accept 1 only."""
+        if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
+            raise ValueError(f"max_tiles must be a whole number >= 1, got {max_tiles!r}")
+        if max_tiles > 1 and not self.tiles_images:
+            raise ValueError(f"the {self.family} family does not tile images: max_tiles must be 1, got {max_tiles}")
+        self.max_tiles = max_tiles
 
     # ----- where things live --------------------------------------------------------------------------
     @property
@@ -144,6 +244,23 @@ class Backend(ABC):
     def visual_frame(self) -> tuple[list[int], list[int]]:
         """Token ids placed before and after the visual rows of one image or memory view."""
         return [], []
+
+    def frame_visual(self, layout: Layout, indices: np.ndarray) -> list[Piece]:
+        """How one visual block is laid out in a sequence: an ordered list of token-id runs, visual-token
+        runs and structural runs (see `core.sequence`, "Framing").
+
+        `indices` are the block's tokens (ascending) in the image's token list of `layout`: all of them for
+        a query image or a full memory, the kept ones for a subset memory. The default frames every block
+        as `visual_frame()`'s before + all its tokens + after (single-grid families, and tiled families
+        whose processor frames all tiles as one run, like InternVL's `<img> ... </img>`)."""
+        before, after = self.visual_frame()
+        pieces: list[Piece] = []
+        if before:
+            pieces.append(TokenRun(tuple(before)))
+        pieces.append(VisualRun(0, len(indices)))
+        if after:
+            pieces.append(TokenRun(tuple(after)))
+        return pieces
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -250,6 +367,86 @@ class Backend(ABC):
             return "pil"
         return method
 
+    # ----- load-time probe: the backend against the model's own processor ----------------------------
+    def processor_image_ids(self, processor: Any, image: Image.Image) -> tuple[list[int], tuple[int, int] | None]:
+        """Ids the model's own processor makes of one image, and its token grid (rows, cols) when the
+        processor reports one (Qwen's image_grid_thw, merged).
+
+        The text given to the processor is `probe_text`; the ids are those of the image alone (no
+        special tokens added by the tokenizer)."""
+        out = processor(text=[self.probe_text(processor)], images=[image], return_tensors="pt",
+                        add_special_tokens=False, **self.processor_kwargs())
+        ids = [int(i) for i in out["input_ids"][0].tolist()]
+        grid = None
+        thw = out.get("image_grid_thw")
+        if thw is not None:
+            merge = int(getattr(processor.image_processor, "merge_size", 1) or 1)
+            t, h, w = (int(v) for v in thw[0].tolist())
+            grid = (h // merge, w // merge) if t == 1 else None
+        return ids, grid
+
+    def processor_kwargs(self) -> dict[str, Any]:
+        """Settings the backend chose that the processor must be called with to encode images the same way
+        (e.g. InternVL's single tile); none by default."""
+        return {}
+
+    def probe_text(self, processor: Any) -> str:
+        """The text holding one image that the processor expands (its image token); families whose chat
+        template, not the processor, frames the image put that framing around it."""
+        return str(getattr(processor, "image_token", None) or self.token_text(self.placeholder_id))
+
+    def backend_image_ids(self, image: Image.Image) -> tuple[list[int], tuple[int, int]]:
+        """Ids the engine places for one image (placeholders where visual rows go, framing tokens) and
+        the token grid of its encoding, through the same sequence builder every prompt uses."""
+        from ..sequence import VisualBlock, build_sequence
+
+        vt = self.encode_images([image])[0]
+        if vt.embeds.shape[0] != vt.count:
+            raise ModelLoadError(f"the {self.family} backend encodes the probe image into {vt.embeds.shape[0]} "
+                                 f"tokens but places them on a {vt.rows}x{vt.cols} grid ({vt.count} cells)")
+        seq = build_sequence(self, [Slot("image")], lambda _slot: VisualBlock.full(vt))
+        return seq.ids, (vt.rows, vt.cols)
+
+    def check_processor(self, processor: Any, image: Image.Image | None = None) -> str:
+        """Raise ModelLoadError unless the backend encodes a probe image into the same ids and grid as
+        the model's own `processor`; return what was checked.
+
+        Costs one vision pass of one 640x360 image plus one processor call. A processor that cannot
+        run at all is no evidence either way: that raises RuntimeError (the caller decides)."""
+        image = image if image is not None else probe_image()
+        try:
+            expected, expected_grid = self.processor_image_ids(processor, image)
+        except Exception as exc:  # noqa: BLE001 - any failure of foreign processor code means "no reference"
+            raise RuntimeError(f"the model's processor {type(processor).__name__} cannot process a probe image "
+                               f"({type(exc).__name__}: {exc})") from exc
+        try:
+            actual, grid = self.backend_image_ids(image)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot encode an ordinary image is refused
+            raise ModelLoadError(f"the {self.family} backend cannot encode a probe image "
+                                 f"({type(exc).__name__}: {exc})") from exc
+        size = f"{image.size[0]}x{image.size[1]}"
+        ph = self.placeholder_id
+        n_exp, n_act = expected.count(ph), actual.count(ph)
+        if n_exp != n_act:
+            raise ModelLoadError(f"the {self.family} backend makes {n_act} visual tokens of a {size} probe image "
+                                 f"(grid {grid[0]}x{grid[1]}) but the model's processor "
+                                 f"{type(processor).__name__} makes {n_exp}; refusing to run with a wrong grid")
+        if expected_grid is not None and tuple(expected_grid) != tuple(grid):
+            raise ModelLoadError(f"the {self.family} backend puts the {size} probe image on a {grid[0]}x{grid[1]} "
+                                 f"grid but the model's processor makes {expected_grid[0]}x{expected_grid[1]}")
+        if expected != actual:
+            at = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
+            raise ModelLoadError(f"the {self.family} backend frames the {size} probe image differently from the "
+                                 f"model's processor {type(processor).__name__}: {len(actual)} vs {len(expected)} "
+                                 f"ids, first difference at {at} (backend {self._ids_at(actual, at)}, "
+                                 f"processor {self._ids_at(expected, at)})")
+        return f"{n_act} visual tokens, grid {grid[0]}x{grid[1]}, on a {size} probe image"
+
+    def _ids_at(self, ids: list[int], at: int) -> str:
+        return repr(self.tokenizer.decode(ids[at:at + 3], skip_special_tokens=False)) if at < len(ids) else "end"
+
     # ----- identity ------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """A digest of the architecture and of weights that shape the LLM input space.
@@ -278,7 +475,13 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         return {"family": self.family, "name": self.name, "fingerprint": self.fingerprint(),
                 "layers": self.num_layers, "hidden_size": self.hidden_size, "dtype": str(self.dtype).replace(
-                    "torch.", ""), "device": str(self.device)}
+                    "torch.", ""), "device": str(self.device), "probe": self.probe_status}
+
+
+def probe_image(size: tuple[int, int] = PROBE_IMAGE_SIZE) -> Image.Image:
+    """A fixed, textured RGB probe image (textured so that no processor step can skip it as blank)."""
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
 def _clean_config(cfg: Any) -> Any:

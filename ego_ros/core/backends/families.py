@@ -6,10 +6,11 @@ from .base import Backend
 from .gemma3 import Gemma3Backend
 from .internvl import InternVLBackend
 from .llava import LlavaBackend
+from .llava_next import LlavaNextBackend, LlavaOnevisionBackend
 from .qwen import Qwen2VLBackend, Qwen3VLBackend, Qwen25VLBackend
 
-__all__ = ["BACKENDS", "Gemma3Backend", "InternVLBackend", "LlavaBackend", "Qwen2VLBackend", "Qwen25VLBackend",
-           "Qwen3VLBackend"]
+__all__ = ["BACKENDS", "Gemma3Backend", "InternVLBackend", "LlavaBackend", "LlavaNextBackend", "LlavaOnevisionBackend",
+           "Qwen2VLBackend", "Qwen25VLBackend", "Qwen3VLBackend"]
 
 BACKENDS: dict[str, type[Backend]] = {
     "llava": LlavaBackend,
@@ -18,4 +19,6 @@ BACKENDS: dict[str, type[Backend]] = {
     "qwen3_vl": Qwen3VLBackend,
     "qwen2_vl": Qwen2VLBackend,
     "gemma3": Gemma3Backend,
+    "llava_next": LlavaNextBackend,
+    "llava_onevision": LlavaOnevisionBackend,
 }

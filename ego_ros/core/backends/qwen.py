@@ -38,6 +38,11 @@ class Qwen2VLBackend(Backend):
         cfg = self.model.config
         return [int(cfg.vision_start_token_id)], [int(cfg.vision_end_token_id)]
 
+    def probe_text(self, processor) -> str:
+        # Qwen's chat template, not its processor, puts the vision start/end tokens around the image pad
+        before, after = self.visual_frame()
+        return self.tokenizer.decode(before) + super().probe_text(processor) + self.tokenizer.decode(after)
+
     @property
     def merge(self) -> int:
         return int(self.model.config.vision_config.spatial_merge_size)
