@@ -11,8 +11,8 @@ from PIL import Image
 # oversubscription slows small models by an order of magnitude.
 torch.set_num_threads(1)
 
-FAMILIES = ["llava", "qwen2_5_vl", "internvl", "qwen3_vl"]
-IMAGE_PX = {"llava": 32, "qwen2_5_vl": 112, "internvl": 64, "qwen3_vl": 128}
+FAMILIES = ["llava", "qwen2_5_vl", "internvl", "qwen3_vl", "idefics3", "smolvlm"]
+IMAGE_PX = {"llava": 32, "qwen2_5_vl": 112, "internvl": 64, "qwen3_vl": 128, "idefics3": 64, "smolvlm": 64}
 
 
 def make_backend(family: str, seed: int = 0, **kwargs):

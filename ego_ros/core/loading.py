@@ -25,6 +25,8 @@ _MODEL_CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "internvl": "InternVLForConditionalGeneration",
     "qwen3_vl": "Qwen3VLForConditionalGeneration",
+    "idefics3": "Idefics3ForConditionalGeneration",
+    "smolvlm": "SmolVLMForConditionalGeneration",
 }
 
 

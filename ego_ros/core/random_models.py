@@ -41,8 +41,23 @@ FAMILY_SPECIALS: dict[str, list[str]] = {
     "qwen2_5_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "qwen3_vl": ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"],
     "internvl": ["<img>", "</img>", "<IMG_CONTEXT>"],
+    # Idefics3 / SmolVLM: the image frame, the global-image tag, one tag per tile of a split image (the
+    # processor knows up to 6 x 6 tiles) and the end of a turn, all single added tokens as in the published
+    # tokenizers.
+    "idefics3": ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+    + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)],
 }
+FAMILY_SPECIALS["smolvlm"] = FAMILY_SPECIALS["idefics3"]
 COMMON_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+#: Idefics3 / SmolVLM turns: "<|im_start|>User: ...<end_of_utterance>\nAssistant:" (the published
+#: template's form for text content), ending a turn with their own end-of-utterance token.
+IDEFICS3_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+#: The chat template and end-of-turn token of families that do not use chatml.
+_TURNS = {"idefics3": (IDEFICS3_TEMPLATE, "<end_of_utterance>"), "smolvlm": (IDEFICS3_TEMPLATE, "<end_of_utterance>")}
 
 
 def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None = None) -> PreTrainedTokenizerFast:
@@ -58,14 +73,15 @@ def build_tokenizer(family: str, vocab_size: int = 512, corpus: list[str] | None
         show_progress=False,
     )
     tok.train_from_iterator(corpus or _CORPUS, trainer=trainer)
+    template, eos = _TURNS.get(family, (CHATML_TEMPLATE, "<|im_end|>"))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
+        eos_token=eos,
         pad_token="<|endoftext|>",
         bos_token=None,
         additional_special_tokens=FAMILY_SPECIALS[family],
     )
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = template
     if family == "internvl":
         # InternVL's processor reads these attributes; kept for save/load compatibility.
         fast.start_image_token = "<img>"
@@ -138,7 +154,7 @@ SIZES: dict[str, dict[str, Any]] = {
 def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32,
                        device: str = "cpu", image_px: int | None = None,
                        vision: str = "siglip") -> RandomModel:
-    """Build a randomly initialised model of `family` ("llava", "qwen2_5_vl", "internvl").
+    """Build a randomly initialised model of `family` (a key of `FAMILY_SPECIALS`).
 
     `vision` picks the LLaVA tower ("siglip" or "clip"). `image_px` is the square input size the image
     processor resizes to (tiny defaults keep the number of visual tokens small).
@@ -170,7 +186,7 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     vocab = s["vocab"] or max(len(tok), 64)
     torch.manual_seed(seed)
     ids = {t: tok.convert_tokens_to_ids(t) for t in COMMON_SPECIALS + FAMILY_SPECIALS[family]}
-    eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
+    eos, pad = int(tok.eos_token_id), ids["<|endoftext|>"]
     if family == "llava":
         px = image_px or 32
         patch = 8
@@ -247,9 +263,40 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
                             vision_end_token_id=ids["<|vision_end|>"])
         model = _construct(Qwen3VLForConditionalGeneration, cfg, dtype, device)
         proc = Qwen2VLImageProcessor(min_pixels=px * px, max_pixels=px * px, patch_size=16, merge_size=2)
+    elif family in ("idefics3", "smolvlm"):
+        model, proc = _idefics3_model(family, s, vocab, ids["<image>"], eos, pad, image_px, dtype, device)
     else:
-        raise ValueError(f"unknown model family {family!r}; expected llava, qwen2_5_vl, qwen3_vl or internvl")
+        raise ValueError(f"unknown model family {family!r}; expected llava, qwen2_5_vl, qwen3_vl, internvl, "
+                         "idefics3 or smolvlm")
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     model = model.eval()
     return RandomModel(model=model, tokenizer=tok, image_processor=proc, family=family)
+
+
+def _idefics3_model(family: str, s: dict[str, Any], vocab: int, image_token: int, eos: int, pad: int,
+                    image_px: int | None, dtype: torch.dtype, device: str) -> tuple[Any, Any]:
+    """An Idefics3 or SmolVLM model and its image processor (tiles of `image_px`, default 64 px).
+
+    The connector merges scale x scale patches as published (Idefics3 2, SmolVLM 4); the patch size is the
+    largest that leaves at least 4 x 4 tokens per tile. The processor splits large images into tiles as
+    the published ones do (longest edge up to 4 tiles)."""
+    import transformers
+
+    px = image_px or 64
+    scale = 2 if family == "idefics3" else 4
+    patch = next((p for p in (16, 14, 8, 4, 2) if px % p == 0 and (px // p) % scale == 0 and px // p // scale >= 4),
+                 None)
+    if patch is None:
+        raise ValueError(f"a {family} tile of {px} px has no patch size giving a whole {scale}x{scale} merge")
+    prefix = "Idefics3" if family == "idefics3" else "SmolVLM"
+    vcfg = dict(hidden_size=s["v_hidden"], intermediate_size=s["v_inter"], num_hidden_layers=s["v_layers"],
+                num_attention_heads=s["v_heads"], image_size=px, patch_size=patch)
+    tcfg = _text_config("llama", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"], s["inter"],
+                        eos_token_id=eos, pad_token_id=pad)
+    cfg = getattr(transformers, f"{prefix}Config")(vision_config=vcfg, text_config=tcfg, image_token_id=image_token,
+                                                   scale_factor=scale, tie_word_embeddings=False, pad_token_id=pad)
+    model = _construct(getattr(transformers, f"{prefix}ForConditionalGeneration"), cfg, dtype, device)
+    proc = getattr(transformers, f"{prefix}ImageProcessorPil")(size={"longest_edge": 4 * px},
+                                                               max_image_size={"longest_edge": px})
+    return model, proc

@@ -1,0 +1,146 @@
+"""The Idefics3 / SmolVLM backend against transformers' own processor and model.
+
+The reference is `Idefics3Processor` for both families: SmolVLM's processor writes the very same image
+strings (transformers 5.24, `processing_smolvlm.get_image_prompt_string`) but cannot be built here (it
+needs num2words and a torchvision video processor), and the two models are the same modules.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import random_image
+from transformers import Idefics3Processor
+
+from ego_ros.cli import main
+from ego_ros.core import preprocess
+from ego_ros.core.compose import ContextEntry, context_parts, query_sequence, view_sequence
+from ego_ros.core.engine import EgoEngine, EngineConfig
+from ego_ros.core.introduce import IntroduceOptions
+from ego_ros.core.prompts import Slot, fill
+from ego_ros.core.random_models import build_random_model
+from ego_ros.core.sequence import Runner, VisualBlock
+
+IDEFICS = ["idefics3", "smolvlm"]
+QUESTION = "Is the mug here?"
+#: a camera frame, a tall strip, a 1080p frame (the processor first upscales or downscales the longest edge)
+SIZES = [(80, 60), (30, 200), (1920, 1080)]
+
+
+@pytest.fixture(params=IDEFICS)
+def idefics(request, backends):
+    return backends[request.param]
+
+
+def _processor(backend, count: int) -> Idefics3Processor:
+    return Idefics3Processor(image_processor=backend.image_processor, tokenizer=backend.tokenizer,
+                             image_seq_len=count)
+
+
+def _processor_text(backend, entries, n_images: int, question: str) -> str:
+    """The engine's chat-formatted query (as `query_sequence` composes it) with `<image>` written where
+    each visual slot (memory or image) is: the text a user of the processor would give it."""
+    p = backend.prompts
+    parts = backend.chat(fill(p.query, context=context_parts(backend, entries, "memory"),
+                              images=[Slot("image", "", i) for i in range(n_images)], question=question))
+    return "".join("<image>" if isinstance(part, Slot) else part for part in parts)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@torch.no_grad()
+def test_an_image_is_framed_and_answered_as_the_processor_and_model_do(idefics, size):
+    img = random_image(3, size)
+    vt = idefics.encode_images([img])[0]
+    assert (vt.rows, vt.cols) == (4, 4) and vt.box == (0.0, 0.0, float(size[0]), float(size[1]))
+    seq = view_sequence(idefics, vt, QUESTION)
+    native = _processor(idefics, vt.count)(text=_processor_text(idefics, [], 1, QUESTION), images=[img],
+                                           return_tensors="pt")
+    assert native["input_ids"][0].tolist() == seq.ids
+    want = idefics.model(**native).logits[0, -1].float()
+    torch.testing.assert_close(Runner(idefics).last_logits([seq])[0], want, atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_a_memory_of_all_tokens_in_context_equals_the_processors_image_in_its_place(idefics):
+    ref, frame = random_image(5, (120, 90)), random_image(6, (64, 48))
+    ref_vt, frame_vt = idefics.encode_images([ref, frame])
+    entries = [ContextEntry("kona", memory=[VisualBlock.full(ref_vt)])]
+    seq = query_sequence(idefics, entries, [frame_vt], QUESTION)
+    native = _processor(idefics, ref_vt.count)(text=_processor_text(idefics, entries, 1, QUESTION),
+                                               images=[ref, frame], return_tensors="pt")
+    assert native["input_ids"][0].tolist() == seq.ids
+    want = idefics.model(**native).logits[0, -1].float()
+    torch.testing.assert_close(Runner(idefics).last_logits([seq])[0], want, atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_images_of_different_sizes_encoded_together_equal_each_alone(idefics):
+    imgs = [random_image(7, (640, 480)), random_image(8, (50, 300))]
+    together = idefics.encode_images(imgs)
+    for img, vt in zip(imgs, together):
+        torch.testing.assert_close(vt.embeds, idefics.encode_images([img])[0].embeds, atol=1e-5, rtol=0)
+        assert vt.image_size == img.size
+
+
+def test_connector_pixel_shuffle_sizes_follow_the_config(backends):
+    # Idefics3 merges 2 x 2 patches of 8 px, SmolVLM 4 x 4 of 4 px: both give 4 x 4 tokens on a 64 px tile
+    assert backends["idefics3"].model.config.scale_factor == 2
+    assert backends["smolvlm"].model.config.scale_factor == 4
+    for name in IDEFICS:
+        cfg = backends[name].model.config
+        side = cfg.vision_config.image_size // cfg.vision_config.patch_size // cfg.scale_factor
+        assert backends[name].encode_images([random_image(1)])[0].count == side * side
+
+
+def test_the_processors_lanczos_resampling_keeps_the_pil_path(idefics):
+    assert preprocess.unsupported(idefics.image_processor) is not None
+    assert idefics.preprocessing_method("tensor") == "pil"
+
+
+def test_the_connector_weights_are_part_of_the_fingerprint():
+    a = build_random_model("smolvlm", seed=0)
+    b = build_random_model("smolvlm", seed=0)
+    with torch.no_grad():
+        b.model.model.connector.modality_projection.proj.weight.mul_(1.5)
+    from ego_ros.core.backends.idefics3 import SmolVLMBackend
+
+    fa = SmolVLMBackend(a.model, a.tokenizer, a.image_processor).fingerprint()
+    fb = SmolVLMBackend(b.model, b.tokenizer, b.image_processor).fingerprint()
+    assert fa != fb
+
+
+def test_a_tokenizer_without_the_image_frame_tokens_is_refused_with_a_message():
+    from ego_ros.core.backends.idefics3 import Idefics3Backend
+    from ego_ros.core.random_models import build_tokenizer
+
+    rm = build_random_model("idefics3")
+    backend = Idefics3Backend(rm.model, build_tokenizer("llava"), rm.image_processor)
+    with pytest.raises(ValueError, match="<fake_token_around_image>"):
+        backend.visual_frame()
+
+
+def test_engine_introduces_two_views_of_different_sizes_and_recognizes_a_large_frame(idefics):
+    fast = IntroduceOptions(max_new_tokens=4, area_max_new_tokens=3)
+    engine = EgoEngine(idefics, config=EngineConfig(introduce=fast))
+    mem = engine.introduce("kona", [random_image(1, (90, 60)), random_image(2, (1280, 720))])
+    assert len(mem.views) == 2 and all(0 < k <= 16 for k in mem.k_c)
+    (rec,) = engine.recognize(random_image(3, (1920, 1080)))
+    assert rec.name == "kona" and 0.0 <= rec.probability <= 1.0
+
+
+@pytest.mark.parametrize("family", IDEFICS)
+def test_cli_introduces_and_recognizes_with_a_saved_model_directory(tmp_path, capsys, family):
+    model_dir = build_random_model(family).save(tmp_path / "model")
+    pictures = []
+    for i, size in enumerate([(64, 64), (120, 80), (640, 480)]):
+        pictures.append(str(tmp_path / f"{i}.png"))
+        random_image(i, size).save(pictures[-1])
+    store = str(tmp_path / "store")
+    assert main(["introduce", "--model", str(model_dir), "--store", store, "--name", "kona", *pictures[:2]]) == 0
+    intro = json.loads(capsys.readouterr().out)
+    assert intro["name"] == "kona" and len(intro["k_c"]) == 2
+    assert main(["recognize", "--model", str(model_dir), "--store", store, pictures[2]]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert set(rec["probabilities"]) == {"kona"} and 0.0 <= rec["probabilities"]["kona"] <= 1.0
