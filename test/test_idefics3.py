@@ -12,10 +12,11 @@ import json
 import pytest
 import torch
 from conftest import random_image
-from transformers import Idefics3Processor
+from PIL import Image
+from transformers import Idefics3ImageProcessorPil, Idefics3Processor
 
 from ego_ros.cli import main
-from ego_ros.core import preprocess
+from ego_ros.core.backends.idefics3 import Idefics3Backend, SmolVLMBackend
 from ego_ros.core.compose import ContextEntry, context_parts, query_sequence, view_sequence
 from ego_ros.core.engine import EgoEngine, EngineConfig
 from ego_ros.core.introduce import IntroduceOptions
@@ -94,9 +95,39 @@ def test_connector_pixel_shuffle_sizes_follow_the_config(backends):
         assert backends[name].encode_images([random_image(1)])[0].count == side * side
 
 
-def test_the_processors_lanczos_resampling_keeps_the_pil_path(idefics):
-    assert preprocess.unsupported(idefics.image_processor) is not None
-    assert idefics.preprocessing_method("tensor") == "pil"
+@pytest.mark.parametrize("size", SIZES + [(640, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_tensor_pixels_equal_the_processors(idefics, size):
+    img = random_image(4, size)
+    got, want = idefics.pixel_inputs([img], method="tensor"), idefics.pixel_inputs([img], method="pil")
+    assert set(got) == set(want) and got["pixel_values"].shape == want["pixel_values"].shape
+    # Lanczos reproduced exactly: only the float rounding of rescale and normalise differs
+    torch.testing.assert_close(got["pixel_values"], want["pixel_values"], atol=1e-6, rtol=0)
+    assert torch.equal(got["pixel_attention_mask"], want["pixel_attention_mask"])
+
+
+def test_tensor_pixels_equal_the_processor_with_idefics3_8b_settings():
+    proc = Idefics3ImageProcessorPil(size={"longest_edge": 4 * 364}, max_image_size={"longest_edge": 364},
+                                     do_image_splitting=False)
+    rm = build_random_model("idefics3", image_px=364)
+    backend = Idefics3Backend(rm.model, rm.tokenizer, proc)
+    img = random_image(5, (300, 200))
+    torch.testing.assert_close(backend.pixel_inputs([img], method="tensor")["pixel_values"],
+                               backend.pixel_inputs([img], method="pil")["pixel_values"], atol=1e-6, rtol=0)
+
+
+def test_the_cpu_keeps_the_processor_unless_the_tensor_path_is_asked_for(idefics):
+    assert idefics.preprocessing_method() == "pil"  # Pillow's C beats torch's integer ops on the CPU
+    assert idefics.preprocessing_method("tensor") == "tensor"
+    assert idefics.preprocessing_method("pil") == "pil"
+    with pytest.raises(ValueError, match="preprocessing"):
+        idefics.preprocessing_method("opencv")
+
+
+def test_a_filter_the_tensor_path_does_not_reproduce_keeps_the_processor():
+    rm = build_random_model("idefics3")
+    rm.image_processor.resample = Image.BOX
+    backend = Idefics3Backend(rm.model, rm.tokenizer, rm.image_processor)
+    assert backend.preprocessing_method("tensor") == "pil"
 
 
 def test_the_connector_weights_are_part_of_the_fingerprint():
@@ -104,15 +135,12 @@ def test_the_connector_weights_are_part_of_the_fingerprint():
     b = build_random_model("smolvlm", seed=0)
     with torch.no_grad():
         b.model.model.connector.modality_projection.proj.weight.mul_(1.5)
-    from ego_ros.core.backends.idefics3 import SmolVLMBackend
-
     fa = SmolVLMBackend(a.model, a.tokenizer, a.image_processor).fingerprint()
     fb = SmolVLMBackend(b.model, b.tokenizer, b.image_processor).fingerprint()
     assert fa != fb
 
 
 def test_a_tokenizer_without_the_image_frame_tokens_is_refused_with_a_message():
-    from ego_ros.core.backends.idefics3 import Idefics3Backend
     from ego_ros.core.random_models import build_tokenizer
 
     rm = build_random_model("idefics3")

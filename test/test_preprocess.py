@@ -29,8 +29,8 @@ CPU = torch.device("cpu")
 #: (width, height): square, non-square, upscaling, downscaling, a camera frame, a 1080p frame
 SIZES = [(64, 64), (80, 48), (30, 33), (300, 200), (640, 480), (1920, 1080)]
 MEAN_TOLERANCE = 5e-4
-#: Families whose processors resample with Lanczos, which has no tensor equivalent: they always take the
-#: PIL processor (test_idefics3.py checks that they say so).
+#: Families whose processors resample with Lanczos: their backend reproduces it exactly with its own tensor
+#: path (ego_ros.core.resample, checked in test_idefics3.py) but keeps Pillow by default on the CPU.
 PIL_ONLY = {"idefics3", "smolvlm"}
 
 

@@ -10,9 +10,15 @@ import math
 
 import torch
 from PIL import Image
+from transformers.models.idefics3.image_processing_pil_idefics3 import (
+    MAX_IMAGE_SIZE,
+    _resize_output_size_rescale_to_max_len,
+    _resize_output_size_scale_below_upper_bound,
+)
 
+from .. import preprocess, resample
 from ..profile import stage
-from .base import Backend, VisualTokens
+from .base import PREPROCESS_METHODS, Backend, VisualTokens
 from .common import pooled, whole_image
 
 #: The tokens Idefics3's processor writes around an image (`Idefics3Processor.replace_image_token`).
@@ -28,6 +34,10 @@ class Idefics3Backend(Backend):
     merges scale x scale patches into one token, row-major over the tile: (side / patch / scale)^2 tokens,
     framed `<fake_token_around_image><global-img> <image>*N <fake_token_around_image>`.
     Positions are 1-D.
+
+    Preprocessing: the processor resamples with Lanczos, which `ego_ros.core.resample` reproduces exactly
+    with torch ops; that path is taken on accelerators. On the CPU Pillow's C is several times faster than
+    torch's integer ops, so the processor itself runs there unless "tensor" is asked for explicitly.
     """
 
     family = "idefics3"
@@ -64,13 +74,46 @@ class Idefics3Backend(Backend):
         connector = self.model.model.connector.modality_projection.proj.weight
         return [self.model.get_input_embeddings().weight[:64], connector]
 
-    def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
-        """pixel_values (1, B, 3, s, s) and pixel_attention_mask (1, B, s, s): one square tile per image.
+    def preprocessing_method(self, method: str | None = None) -> str:
+        chosen = method or self.preprocess
+        if chosen not in PREPROCESS_METHODS:
+            raise ValueError(f"unknown preprocessing {chosen!r}; expected one of {PREPROCESS_METHODS}")
+        if chosen == "pil" or self._tensor_unsupported() is not None:
+            return "pil"
+        return "pil" if method is None and self.device.type == "cpu" else "tensor"
 
-        Always the processor's own path: it resamples with Lanczos, which has no tensor equivalent here
-        (`preprocess.unsupported` says so), so `method` only selects it."""
-        self.preprocessing_method(method)  # rejects an unknown method
+    def _tensor_unsupported(self) -> str | None:
+        """Why the tensor path cannot reproduce this processor (None: it can)."""
+        proc = self.image_processor
+        if preprocess.processor_kind(proc) not in ("Idefics3ImageProcessor", "SmolVLMImageProcessor"):
+            return f"processor {type(proc).__name__} is not covered"
+        if getattr(proc, "do_resize", True) and not resample.supported(getattr(proc, "resample", 1)):
+            return f"resampling filter {proc.resample!r} is not reproduced"
+        if not (proc.size or {}).get("longest_edge") or not (proc.max_image_size or {}).get("longest_edge"):
+            return "size and max_image_size need a longest_edge"
+        return None
+
+    def _tensor_tiles(self, image: Image.Image) -> torch.Tensor:
+        """(1, 3, s, s) pixel values of one image, the processor's steps (resize the longest edge, squeeze to
+        one tile, rescale, normalise) as torch ops on the model's device."""
+        proc = self.image_processor
+        x = preprocess.upload(image, self.device)
+        side = int(proc.max_image_size["longest_edge"])
+        if getattr(proc, "do_resize", True):
+            h, w = _resize_output_size_rescale_to_max_len(x.shape[1], x.shape[2], max_len=proc.size["longest_edge"])
+            h, w = _resize_output_size_scale_below_upper_bound(h, w, max_len=MAX_IMAGE_SIZE)
+            x = resample.resize(x, h, w, proc.resample)
+        # splitting off: the processor resizes to the tile square whatever do_resize says
+        x = resample.resize(x, side, side, proc.resample)
+        return preprocess.rescale_normalize(x, proc)[None]
+
+    def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
+        """pixel_values (1, B, 3, s, s) and pixel_attention_mask (1, B, s, s): one square tile per image."""
         with stage("preprocess"):
+            if self.preprocessing_method(method) == "tensor":
+                pv = torch.cat([self._tensor_tiles(img) for img in images])[None]
+                mask = torch.ones((*pv.shape[:2], *pv.shape[3:]), dtype=torch.long, device=self.device)
+                return {"pixel_values": pv.to(self.dtype), "pixel_attention_mask": mask}
             out = self.image_processor(images=[images], return_tensors="pt")
         pv = out["pixel_values"]
         if pv.shape[:2] != (1, len(images)):
