@@ -388,7 +388,7 @@ class EgoEngine:
             vt = self.backend.encode_images([rgb])[0]
             probs, attn = self._yes_probabilities(vt, names, capture=True)
             sim = similarity_map(vt.embeds, self._memory_tokens(names[0]))
-            maps = {m: combine(attn.get(names[0]), sim, m).reshape(vt.rows, vt.cols) for m in MAPS}
+            maps = {m: vt.to_map(combine(attn.get(names[0]), sim, m)) for m in MAPS}
         return vt, maps, probs[names[0]]
 
     def _memory_tokens(self, name: str) -> torch.Tensor:
@@ -595,9 +595,7 @@ class EgoEngine:
         if not capture:
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
             return dict(zip(names, self._probabilities(logits))), {}
-        start = next(s for s, blk in queries.shared.blocks
-                     if s >= (queries.context_end or 0) and blk.embeds is vt.embeds)
-        columns = torch.arange(start, start + vt.count)
+        columns = queries.shared.columns["image::0"]  # the query image's tokens, in token-list order
         with capturing(self.layers, columns) as cap:
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch,
                                         capture=cap)

@@ -141,8 +141,7 @@ def describe_with_attention(backend: Backend, runner: Runner, vt: VisualTokens, 
                             prefix: PrefixCache | None = None) -> tuple[KeywordAttention, Sequence]:
     """Generate the keyword description of one view, capturing keyword->visual attention."""
     seq = view_sequence(backend, vt, backend.prompts.keywords)
-    start, end = seq.spans["image::0"]
-    columns = torch.arange(start, end)
+    columns = seq.columns["image::0"]  # the view's tokens only, not its framing or structural rows
     with capturing(layers, columns, keep_heads=keep_heads) as cap:
         cap.prefill_rows = torch.tensor([len(seq) - 1 - (prefix.length if prefix else 0)])
         ids = runner.generate(seq, max_new_tokens, prefix=prefix, capture=cap, min_new_tokens=min_new_tokens)
@@ -216,7 +215,7 @@ def introduce_views(backend: Backend, runner: Runner, images: list[Image.Image],
     for i, (img, vt) in enumerate(zip(images, vts)):
         # The keyword and the area prompts share everything up to the end of the image: encode it once.
         probe = view_sequence(backend, vt, backend.prompts.keywords)
-        img_end = probe.spans["image::0"][1] + len(backend.visual_frame()[1])
+        img_end = probe.frames["image::0"][1]
         prefix = runner.encode_prefix(probe, img_end, key=("view", i))
         ka, _ = describe_with_attention(backend, runner, vt, layers, options.max_new_tokens,
                                         options.min_new_tokens, prefix=prefix)
@@ -230,7 +229,7 @@ def introduce_views(backend: Backend, runner: Runner, images: list[Image.Image],
         idx = select_tokens(importance, k_c, options.selection, seed=options.seed * 1009 + i, mask_fraction=frac)
         views.append(MemoryView(
             embeds=vt.embeds[idx.to(vt.embeds.device)].detach().clone(), indices=idx, grid=(vt.rows, vt.cols),
-            box=vt.box, image_size=vt.image_size,
+            box=vt.box, image_size=vt.image_size, layout=vt.layout,
             keywords=split_keywords(ka.text, backend.prompts.keyword_separator), description=ka.text,
             alpha=alpha, k_c=int(idx.shape[0]), importance=importance.detach().cpu(), area_answer=area_text,
             reference=np.asarray(img, dtype=np.uint8).copy() if options.keep_reference else None,

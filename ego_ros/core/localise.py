@@ -12,10 +12,12 @@ Training-free, from signals the recognition frame already has (issue 15):
   as the product does but keeps one map's dynamic range, so the box's relative threshold means the same
   for every map.
 
-Geometry comes from `VisualTokens`: its row-major grid tiles `box` of the original image (Qwen's merged
-2x2 patches, InternVL's pixel-shuffled grid, LLaVA's centre crop or padded square), so a token maps to
-input pixels the same way for every family; boxes are clipped to the image (letterbox padding lies
-outside it).
+Geometry comes from `VisualTokens`: its map grid (`rows` x `cols` over `box`) tiles the original image
+(Qwen's merged 2x2 patches, InternVL's pixel-shuffled grid, LLaVA's centre crop or padded square), so a
+token maps to input pixels the same way for every family; boxes are clipped to the image (letterbox
+padding lies outside it). A tiled image's map grid is its tiles assembled into one full-resolution grid
+(`Layout.map_grid`; the thumbnail, a coarser copy of the same pixels, is left out of the map), so the
+heatmap, box and point of a tiled frame are in input-image pixels as for any other.
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def box_from_map(heat: np.ndarray, vt: VisualTokens, relative: float = BOX_RELAT
     component holding the peak, and box the union of its tokens' regions, clipped to the image. The point
     is the centre of the peak token (clipped too); the score is the share of the map's mass inside the
     component."""
-    grid = normalise(np.asarray(heat, dtype=np.float64).reshape(vt.rows, vt.cols))
-    boxes = vt.token_boxes()
+    grid = normalise(vt.to_map(np.asarray(heat, dtype=np.float64)))
+    boxes = vt.token_boxes()[vt.map_indices().ravel()]
     w, h = vt.image_size
     peak = int(np.argmax(grid))
     keep = (grid >= relative).astype(np.uint8)
@@ -117,7 +119,7 @@ def box_from_map(heat: np.ndarray, vt: VisualTokens, relative: float = BOX_RELAT
 def locate_map(name: str, heat: np.ndarray, vt: VisualTokens, which: str = DEFAULT_MAP) -> Location:
     box, point, score = box_from_map(heat, vt)
     return Location(name=name, box=box, point=point, score=score,
-                    heatmap=normalise(np.asarray(heat)).reshape(vt.rows, vt.cols), map=which)
+                    heatmap=normalise(vt.to_map(np.asarray(heat))), map=which)
 
 
 def attention_rows(records: dict[int, list[torch.Tensor]]) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 A memory is the model's own representation of a personal concept (paper 3.2): for each reference view,
 the K_c projector-output embeddings picked by keyword attention, in their original order, plus their
-grid positions (needed by M-RoPE models), the keywords, the area estimate alpha, the importance of every
-visual token and the geometry that maps tokens back onto the image (for debug overlays).
+places in the view's token list and its layout (each token's grid, row and column: needed by M-RoPE
+models and by tiled framings), the keywords, the area estimate alpha, the importance of every visual
+token and the geometry that maps tokens back onto the image (for debug overlays).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import InvalidConceptNameError
+from .layout import Layout
 
 MAX_NAME_LENGTH = 64
 
@@ -65,27 +67,28 @@ class MemoryView:
     area_answer: str = ""
     reference: np.ndarray | None = None  # the reference image (H, W, 3) uint8, kept only when asked for
     deepstack: torch.Tensor | None = None  # (layers, k_c, D) DeepStack features (Qwen3-VL only)
+    #: the reference image's grids (core.layout); None: the one grid `grid` over `box` (memories stored
+    #: before tiling load this way). For a tiled view `grid` and `box` are its map grid.
+    layout: Layout | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            self.layout = Layout.single(int(self.grid[0]), int(self.grid[1]), tuple(self.box))
 
     def block(self):
-        """This view as a VisualBlock placed in prompts (original grid rows and columns kept)."""
+        """This view as a VisualBlock placed in prompts (each token keeps its grid, row and column)."""
         from .sequence import VisualBlock
 
-        cols = self.grid[1]
-        idx = self.indices.cpu()
-        return VisualBlock(self.embeds, idx // cols, idx % cols, tuple(self.grid), self.deepstack)
+        return VisualBlock.of_layout(self.layout, tuple(self.grid), self.indices.cpu().to(torch.long), self.embeds,
+                                     self.deepstack)
 
     @property
     def num_visual_tokens(self) -> int:
-        return int(self.grid[0] * self.grid[1])
+        return int(self.layout.count)
 
     def token_boxes(self) -> np.ndarray:
         """Regions (x0, y0, x1, y1) of the selected tokens in reference-image pixels, for overlays."""
-        x0, y0, x1, y1 = self.box
-        rows, cols = self.grid
-        idx = self.indices.cpu().numpy()
-        r, c = idx // cols, idx % cols
-        cw, rh = (x1 - x0) / cols, (y1 - y0) / rows
-        return np.stack([x0 + c * cw, y0 + r * rh, x0 + (c + 1) * cw, y0 + (r + 1) * rh], axis=1)
+        return self.layout.token_boxes(self.indices.cpu().numpy())
 
 
 @dataclass

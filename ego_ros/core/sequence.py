@@ -8,6 +8,12 @@ static concept-memory prefix shared by every frame, and over batches of tails th
 
 `generate()` of transformers is not used for this: it drops pixel inputs once a cache is passed and
 keeps Qwen's `rope_deltas` between calls, and the greedy loop needed here is a few lines.
+
+Framing: a visual slot's block is laid out as the pieces `Backend.frame_visual` returns (see the layout
+contract in `backends/base.py`), so one image may occupy several runs of rows with framing tokens or
+structural rows between them (Idefics3's per-tile tags, LLaVA-NeXT's newlines). `Sequence.columns`
+records exactly which columns hold the slot's tokens, in token-list order: introduction and
+localisation capture attention over those and nothing else.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import torch
 from transformers import DynamicCache
 
 from .attention import Capture
-from .backends.base import Backend, VisualTokens
+from .backends.base import Backend, TokenRun, VisualRun, VisualTokens
+from .layout import Layout
 from .profile import stage
 from .prompts import Part, Slot
 
@@ -30,43 +37,91 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class VisualBlock:
-    """Visual rows to place in a sequence: embeddings plus their (row, col) on the original token grid."""
+    """Visual rows to place in a sequence: embeddings plus their (row, col) on their token grid.
+
+    `indices` are the tokens' places in the image's token list (ascending) and `layout` that image's
+    grids (`core.layout`): what the backend's framing hook needs to frame a full image or a subset memory.
+    A block built without them is a single-grid block holding the grid's first tokens in order (or, for
+    `rows`/`cols` given, the tokens at row * cols + col)."""
 
     embeds: torch.Tensor  # (n, D)
-    rows: torch.Tensor  # (n,) long
-    cols: torch.Tensor  # (n,) long
-    grid: tuple[int, int]  # (rows, cols) of the full grid the tokens come from
+    rows: torch.Tensor  # (n,) long, row within the token's grid
+    cols: torch.Tensor  # (n,) long, column within the token's grid
+    grid: tuple[int, int]  # (rows, cols) of the full grid the tokens come from (the map grid when tiled)
     deepstack: torch.Tensor | None = None  # (layers, n, D) for Qwen3-VL, else None
+    indices: torch.Tensor | None = None  # (n,) long, places in the image's token list
+    layout: Layout | None = None
+    #: structural rows (a framing's StructuralRun): part of the image, not patch tokens
+    structural: bool = False
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            self.layout = Layout.single(self.grid[0], self.grid[1], (0.0, 0.0, float(self.grid[1]),
+                                                                      float(self.grid[0])))
+        if self.indices is None and not self.structural:
+            self.indices = self.rows.to(torch.long).cpu() * self.grid[1] + self.cols.to(torch.long).cpu()
 
     @classmethod
     def full(cls, vt: VisualTokens) -> VisualBlock:
-        idx = torch.arange(vt.count)
-        return cls(vt.embeds, idx // vt.cols, idx % vt.cols, (vt.rows, vt.cols), vt.deepstack)
+        if vt.layout.is_single:  # the common case, without the layout arithmetic
+            idx = torch.arange(vt.count)
+            return cls(vt.embeds, idx // vt.cols, idx % vt.cols, (vt.rows, vt.cols), vt.deepstack, idx, vt.layout)
+        return cls.subset(vt, torch.arange(vt.count), share=True)
 
     @classmethod
-    def subset(cls, vt: VisualTokens, indices: torch.Tensor) -> VisualBlock:
+    def subset(cls, vt: VisualTokens, indices: torch.Tensor, share: bool = False) -> VisualBlock:
+        """The tokens at `indices` (ascending) of `vt`; `share`: all of them, reusing vt's tensors."""
         indices = indices.to(torch.long).cpu()
-        dev_idx = indices.to(vt.embeds.device)
-        deep = vt.deepstack[:, dev_idx] if vt.deepstack is not None else None
-        return cls(vt.embeds[dev_idx], indices // vt.cols, indices % vt.cols, (vt.rows, vt.cols), deep)
+        return cls.of_layout(vt.layout, (vt.rows, vt.cols), indices,
+                             vt.embeds if share else vt.embeds[indices.to(vt.embeds.device)],
+                             vt.deepstack if share or vt.deepstack is None
+                             else vt.deepstack[:, indices.to(vt.deepstack.device)])
+
+    @classmethod
+    def of_layout(cls, layout: Layout, grid: tuple[int, int], indices: torch.Tensor, embeds: torch.Tensor,
+                  deepstack: torch.Tensor | None = None) -> VisualBlock:
+        """A block of the tokens at `indices` of an image laid out as `layout` (embeds already taken)."""
+        _, r, c = layout.positions(indices.numpy())
+        return cls(embeds, torch.from_numpy(r), torch.from_numpy(c), tuple(grid), deepstack, indices, layout)
+
+    @property
+    def size(self) -> int:
+        return int(self.embeds.shape[0])
+
+    def part(self, start: int, stop: int) -> VisualBlock:
+        """The block's tokens at positions start .. stop (a framing's VisualRun); the block itself for all."""
+        if (start, stop) == (0, self.size):
+            return self
+        deep = self.deepstack[:, start:stop] if self.deepstack is not None else None
+        return VisualBlock(self.embeds[start:stop], self.rows[start:stop], self.cols[start:stop], self.grid, deep,
+                           self.indices[start:stop], self.layout)
 
 
 @dataclass
 class Sequence:
-    """Token ids of one prompt, visual blocks placed in it, and the spans of tagged visual rows."""
+    """Token ids of one prompt, visual blocks placed in it, and where each tagged visual slot went.
+
+    A slot's block may be placed as several runs (tiles framed one by one, structural rows between):
+    `blocks` holds every run; `spans[tag]` is (first, last + 1) of its visual rows (framing tokens
+    between runs included), `columns[tag]` exactly the columns of its tokens in token-list order (what
+    attention is captured over), and `frames[tag]` (start, end) of everything the slot placed, framing
+    tokens included."""
 
     ids: list[int] = field(default_factory=list)
     blocks: list[tuple[int, VisualBlock]] = field(default_factory=list)
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: index of the first token of the first query image (the end of the static context prefix)
     image_start: int | None = None
+    columns: dict[str, torch.Tensor] = field(default_factory=dict)
+    frames: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def copy(self) -> Sequence:
         """A copy that can be extended without touching this one (visual blocks are shared, not copied)."""
-        return Sequence(list(self.ids), list(self.blocks), dict(self.spans), self.image_start)
+        return Sequence(list(self.ids), list(self.blocks), dict(self.spans), self.image_start, dict(self.columns),
+                        dict(self.frames))
 
 
 def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot], VisualBlock]) -> Sequence:
@@ -76,8 +131,12 @@ def build_sequence(backend: Backend, parts: list[Part], resolve: Callable[[Slot]
 
 def extend_sequence(backend: Backend, seq: Sequence, parts: list[Part], resolve: Callable[[Slot], VisualBlock]
                     ) -> Sequence:
-    """Append parts to `seq` (in place; returned): what `build_sequence` does, after tokens already there."""
-    before, after = backend.visual_frame()
+    """Append parts to `seq` (in place; returned): what `build_sequence` does, after tokens already there.
+
+    Framing: each visual slot's block is laid out as the pieces `backend.frame_visual` gives (token-id
+    runs, visual-token runs, structural runs), every visual or structural row holding the backend's
+    placeholder id in `ids` (its embedding is overwritten). Under M-RoPE a block must be one visual run
+    (its positions advance once per block)."""
     for part in parts:
         if isinstance(part, str):
             seq.ids.extend(backend.tokenize(part))
@@ -85,18 +144,46 @@ def extend_sequence(backend: Backend, seq: Sequence, parts: list[Part], resolve:
         block = resolve(part)
         if part.kind == "image" and seq.image_start is None:
             seq.image_start = len(seq.ids)
-        seq.ids.extend(before)
-        start = len(seq.ids)
-        seq.ids.extend([backend.placeholder_id] * block.embeds.shape[0])
-        seq.blocks.append((start, block))
         tag = base = f"{part.kind}:{part.key}:{part.index}"
         repeat = 0
         while tag in seq.spans:  # the same slot twice: number the repeats
             repeat += 1
             tag = f"{base}#{repeat}"
-        seq.spans[tag] = (start, len(seq.ids))
-        seq.ids.extend(after)
+        _place(backend, seq, block, tag)
     return seq
+
+
+def _place(backend: Backend, seq: Sequence, block: VisualBlock, tag: str) -> None:
+    """Lay `block` out at the end of `seq` as the backend frames it, recording its span, columns and frame."""
+    pieces = backend.frame_visual(block.layout, block.indices.numpy())
+    frame_start = len(seq.ids)
+    columns = []
+    placed = 0
+    for piece in pieces:
+        if isinstance(piece, TokenRun):
+            seq.ids.extend(piece.ids)
+            continue
+        if isinstance(piece, VisualRun):
+            if piece.start != placed or piece.stop <= piece.start:
+                raise ValueError("a framing must place the block's tokens once each, in order")
+            run = block.part(piece.start, piece.stop)
+            placed = piece.stop
+            columns.append(torch.arange(len(seq.ids), len(seq.ids) + run.size))
+        else:
+            n = int(piece.embeds.shape[0])
+            run = VisualBlock(piece.embeds, torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long),
+                              block.grid, structural=True)
+        seq.blocks.append((len(seq.ids), run))
+        seq.ids.extend([backend.placeholder_id] * run.size)
+    if placed != block.size:
+        raise ValueError(f"the framing placed {placed} of the block's {block.size} tokens")
+    runs = sum(1 for p in pieces if not isinstance(p, TokenRun))
+    if backend.mrope and runs != 1:
+        raise ValueError("M-RoPE positions need each visual block framed as one visual run")
+    cols = torch.cat(columns)
+    seq.columns[tag] = cols
+    seq.spans[tag] = (int(cols[0]), int(cols[-1]) + 1)
+    seq.frames[tag] = (frame_start, len(seq.ids))
 
 
 def sequence_positions(backend: Backend, seq: Sequence, begin: int = 0, start: int | None = None

@@ -45,6 +45,7 @@ from .errors import (
     StoreNotWritableError,
     UnknownConceptError,
 )
+from .layout import Layout
 from .memory import ConceptMemory, MemoryView, validate_name
 from .store_lock import LOCK_FILE, DirectoryLock
 
@@ -108,6 +109,8 @@ def memory_to_bytes(memory: ConceptMemory) -> bytes:
             "keywords": v.keywords, "description": v.description, "alpha": v.alpha, "k_c": v.k_c,
             "area_answer": v.area_answer,
         })
+        if not v.layout.is_single:  # single-grid views keep the format memories had before tiling
+            views_meta[-1]["layout"] = v.layout.to_json()
     meta = {
         "format": FORMAT_VERSION, "name": memory.name, "fingerprint": memory.fingerprint, "model": memory.model,
         "selection": memory.selection, "notes": memory.notes, "created": memory.created,
@@ -133,7 +136,11 @@ def memory_from_bytes(data: bytes, source: str = "<bytes>") -> ConceptMemory:
                 area_answer=vm.get("area_answer", ""),
                 reference=tensors[f"view{i}.reference"].numpy() if f"view{i}.reference" in tensors else None,
                 deepstack=tensors.get(f"view{i}.deepstack"),
+                layout=Layout.from_json(vm["layout"]) if "layout" in vm else None,
             ))
+            idx = views[-1].indices
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= views[-1].layout.count):
+                raise ValueError(f"view {i}: token index outside its {views[-1].layout.count}-token layout")
             if views[-1].embeds.shape[0] != views[-1].indices.shape[0]:
                 raise ValueError(f"view {i}: {views[-1].embeds.shape[0]} embeddings for "
                                  f"{views[-1].indices.shape[0]} indices")

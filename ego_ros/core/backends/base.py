@@ -4,6 +4,26 @@ The engine itself only sees token ids, visual token embeddings (projector output
 space), their grid geometry and the LLM decoder stack. A backend knows how its family turns images into
 visual tokens, how it frames them with special tokens, whether it uses 3-D (M-RoPE) positions, and where
 its language model and head live.
+
+The layout contract (for families whose processor tiles large images):
+
+- `encode_images` returns one `VisualTokens` per image: `embeds` is the image's token list in the order
+  the model receives it (projector outputs, patch tokens only) and `layout` (`core.layout.Layout`) its
+  grids: each grid's offset in the list, rows x cols (row-major), box in input-image pixels, kind
+  ("single", "tile", "thumbnail", "base", "highres") and tile (row, col). Single-grid families pass
+  rows/cols/box and no layout; tiled ones build `VisualTokens.tiled(embeds, layout, size)`.
+- A memory view keeps, per selected token, its index into that list plus the layout (persisted with the
+  memory); `VisualBlock` gives each token its grid row and column (M-RoPE positions use them).
+- `frame_visual(layout, indices)` frames one block (a query image, a reference, a full or subset
+  memory) as ordered pieces: `TokenRun` (ids placed as they are), `VisualRun` (the block's tokens at
+  positions start .. stop of its ascending `indices`, every one placed exactly once, in order) and
+  `StructuralRun` (image rows that are no patch, e.g. a learned newline embedding: emitted for full
+  blocks only, since a subset memory never selects them). The default is `visual_frame()`'s before +
+  all tokens + after. A framing that frames tiles separately should frame a subset memory as the
+  framing of each grid that keeps tokens (`Layout.runs`), holding only the kept tokens: a full memory
+  is then framed exactly as the native image.
+- Framing ids that must never be generated belong in `suppressed_ids` (override it when the framing
+  uses ids other than `visual_frame()`'s).
 """
 
 from __future__ import annotations
@@ -19,6 +39,7 @@ import torch
 from PIL import Image
 
 from .. import attention, preprocess
+from ..layout import Layout
 from ..prompts import Part, PromptSet, Slot
 
 PREPROCESS_METHODS = ("tensor", "pil")
@@ -35,8 +56,12 @@ _VOLATILE_CONFIG_KEYS = {
 class VisualTokens:
     """The visual tokens of one image as the LLM receives them.
 
-    embeds: (N, D) projector outputs, row-major over a `rows` x `cols` grid that evenly tiles `box`
-    (x0, y0, x1, y1) of the original image, whose size is `image_size` (width, height).
+    embeds: (N, D) projector outputs, the image's token list in the order the model receives it.
+    `layout` says which grid each token belongs to (`core.layout`): a single-grid image (the default,
+    `layout` None) is one row-major `rows` x `cols` grid that evenly tiles `box` (x0, y0, x1, y1) of the
+    original image, whose size is `image_size` (width, height). A tiled image passes its `Layout`
+    (`VisualTokens.tiled`); `rows`, `cols` and `box` are then its map grid (`Layout.map_grid`: the tiles
+    assembled into one full-resolution grid), the grid heatmaps are drawn on, and N is the layout's count.
     """
 
     embeds: torch.Tensor
@@ -46,19 +71,37 @@ class VisualTokens:
     image_size: tuple[int, int]
     #: (layers, N, D) features added to early LLM layers at the visual rows (Qwen3-VL DeepStack), or None
     deepstack: torch.Tensor | None = None
+    #: the grids of a multi-grid (tiled) image; None: the one grid rows x cols over box
+    layout: Layout | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            self.layout = Layout.single(self.rows, self.cols, self.box)
+
+    @classmethod
+    def tiled(cls, embeds: torch.Tensor, layout: Layout, image_size: tuple[int, int],
+              deepstack: torch.Tensor | None = None) -> VisualTokens:
+        """Visual tokens of a multi-grid image (its map grid becomes rows x cols over box)."""
+        if embeds.shape[0] != layout.count:
+            raise ValueError(f"{embeds.shape[0]} visual tokens for a layout of {layout.count}")
+        grid, box = layout.map_grid()
+        return cls(embeds, int(grid.shape[0]), int(grid.shape[1]), box, image_size, deepstack, layout)
 
     @property
     def count(self) -> int:
-        return self.rows * self.cols
+        return self.layout.count
+
+    def map_indices(self) -> np.ndarray:
+        """(rows, cols) token indices of the map grid (row-major arange for a single-grid image)."""
+        return self.layout.map_grid()[0]
+
+    def to_map(self, values: np.ndarray) -> np.ndarray:
+        """A per-token array (N,) as the (rows, cols) map over the image."""
+        return np.asarray(values)[self.map_indices()]
 
     def token_boxes(self) -> np.ndarray:
         """(N, 4) array of each token's region (x0, y0, x1, y1) in original image pixels."""
-        x0, y0, x1, y1 = self.box
-        xs = np.linspace(x0, x1, self.cols + 1)
-        ys = np.linspace(y0, y1, self.rows + 1)
-        r, c = np.meshgrid(np.arange(self.rows), np.arange(self.cols), indexing="ij")
-        r, c = r.ravel(), c.ravel()
-        return np.stack([xs[c], ys[r], xs[c + 1], ys[r + 1]], axis=1)
+        return self.layout.token_boxes()
 
     def mask_fraction(self, mask: np.ndarray) -> np.ndarray:
         """Fraction of each token's region covered by a boolean mask of the original image (H, W)."""
@@ -73,6 +116,33 @@ class VisualTokens:
             area = max((xb - xa) * (yb - ya), 1)
             out[i] = (integral[yb, xb] - integral[ya, xb] - integral[yb, xa] + integral[ya, xa]) / area
         return out
+
+
+@dataclass(frozen=True)
+class TokenRun:
+    """Framing: token ids placed as they are (image start/end markers, tile tags, separators)."""
+
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class VisualRun:
+    """Framing: the block's visual tokens at positions start .. stop of its (ascending) token list."""
+
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class StructuralRun:
+    """Framing: rows that belong to the image but are no patch token, as embeddings (n, D): LLaVA-NeXT's
+    learned newline after each grid row. Never selected into a subset memory, so a framing emits them
+    for full blocks only; never captured as visual columns."""
+
+    embeds: torch.Tensor
+
+
+Piece = TokenRun | VisualRun | StructuralRun
 
 
 class Backend(ABC):
@@ -133,6 +203,23 @@ class Backend(ABC):
     def visual_frame(self) -> tuple[list[int], list[int]]:
         """Token ids placed before and after the visual rows of one image or memory view."""
         return [], []
+
+    def frame_visual(self, layout: Layout, indices: np.ndarray) -> list[Piece]:
+        """How one visual block is laid out in a sequence: an ordered list of token-id runs, visual-token
+        runs and structural runs (see `core.sequence`, "Framing").
+
+        `indices` are the block's tokens (ascending) in the image's token list of `layout`: all of them for
+        a query image or a full memory, the kept ones for a subset memory. The default frames every block
+        as `visual_frame()`'s before + all its tokens + after (single-grid families, and tiled families
+        whose processor frames all tiles as one run, like InternVL's `<img> ... </img>`)."""
+        before, after = self.visual_frame()
+        pieces: list[Piece] = []
+        if before:
+            pieces.append(TokenRun(tuple(before)))
+        pieces.append(VisualRun(0, len(indices)))
+        if after:
+            pieces.append(TokenRun(tuple(after)))
+        return pieces
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
