@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from conftest import random_image
+from conftest import make_backend, random_image
 from PIL import Image
 from transformers import Idefics3ImageProcessorPil, Idefics3Processor
 
@@ -35,7 +35,19 @@ def idefics(request, backends):
     return backends[request.param]
 
 
-def _processor(backend, count: int) -> Idefics3Processor:
+@pytest.fixture(scope="module", params=IDEFICS)
+def own_tiles(request):
+    """A backend tiling exactly as its processor's own settings do (longest edge 4 tiles: up to 16)."""
+    return _tiled(request.param, 16)
+
+
+def _tiled(family: str, max_tiles: int):
+    backend = make_backend(family)
+    backend.set_max_tiles(max_tiles)
+    return backend
+
+
+def _processor(backend, count: int = 16) -> Idefics3Processor:
     return Idefics3Processor(image_processor=backend.image_processor, tokenizer=backend.tokenizer,
                              image_seq_len=count)
 
@@ -49,31 +61,102 @@ def _processor_text(backend, entries, n_images: int, question: str) -> str:
     return "".join("<image>" if isinstance(part, Slot) else part for part in parts)
 
 
+def _split_kwargs(backend, image) -> dict:
+    """The processor call that tiles `image` as the backend does: its own settings, the longest edge the
+    backend's `max_tiles` leads to, or no splitting."""
+    longest, _ = backend.arrangement(image, backend.max_tiles)
+    if not longest:
+        return {}
+    if longest == backend.image_processor.size["longest_edge"]:
+        return {"do_image_splitting": True}
+    return {"do_image_splitting": True, "size": {"longest_edge": longest}}
+
+
+@pytest.mark.parametrize("max_tiles", [1, 6, 16])
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @torch.no_grad()
-def test_an_image_is_framed_and_answered_as_the_processor_and_model_do(idefics, size):
-    img = random_image(3, size)
-    vt = idefics.encode_images([img])[0]
-    assert (vt.rows, vt.cols) == (4, 4) and vt.box == (0.0, 0.0, float(size[0]), float(size[1]))
-    seq = view_sequence(idefics, vt, QUESTION)
-    native = _processor(idefics, vt.count)(text=_processor_text(idefics, [], 1, QUESTION), images=[img],
-                                           return_tensors="pt")
-    assert native["input_ids"][0].tolist() == seq.ids
-    want = idefics.model(**native).logits[0, -1].float()
-    torch.testing.assert_close(Runner(idefics).last_logits([seq])[0], want, atol=1e-4, rtol=1e-4)
+def test_an_image_is_tiled_framed_and_answered_as_the_processor_and_model_do(size, max_tiles):
+    for family in IDEFICS:
+        backend = _tiled(family, max_tiles)
+        img = random_image(3, size)
+        vt = backend.encode_images([img])[0]
+        assert len(vt.layout.tiles()) <= max_tiles and vt.layout.is_single == (max_tiles == 1)
+        seq = view_sequence(backend, vt, QUESTION)
+        native = _processor(backend)(text=_processor_text(backend, [], 1, QUESTION), images=[img],
+                                     return_tensors="pt", **_split_kwargs(backend, img))
+        assert native["input_ids"][0].tolist() == seq.ids
+        want = backend.model(**native).logits[0, -1].float()
+        torch.testing.assert_close(Runner(backend).last_logits([seq])[0], want, atol=1e-4, rtol=1e-4)
+
+
+def test_the_processors_own_settings_are_used_when_max_tiles_allows_them(own_tiles):
+    img = random_image(1, (640, 480))
+    assert _split_kwargs(own_tiles, img) == {"do_image_splitting": True}
+    _, (rows, cols) = own_tiles.arrangement(img, own_tiles.max_tiles)
+    processor_says = own_tiles.image_processor.get_number_of_image_patches(
+        480, 640, {"do_image_splitting": True})
+    assert processor_says == (rows * cols + 1, rows, cols) == (13, 3, 4)
 
 
 @torch.no_grad()
-def test_a_memory_of_all_tokens_in_context_equals_the_processors_image_in_its_place(idefics):
+def test_a_memory_of_all_tokens_in_context_equals_the_processors_image_in_its_place(own_tiles):
     ref, frame = random_image(5, (120, 90)), random_image(6, (64, 48))
-    ref_vt, frame_vt = idefics.encode_images([ref, frame])
+    ref_vt, frame_vt = own_tiles.encode_images([ref, frame])
+    assert ref_vt.layout.tiles() and frame_vt.layout.tiles()
     entries = [ContextEntry("kona", memory=[VisualBlock.full(ref_vt)])]
-    seq = query_sequence(idefics, entries, [frame_vt], QUESTION)
-    native = _processor(idefics, ref_vt.count)(text=_processor_text(idefics, entries, 1, QUESTION),
-                                               images=[ref, frame], return_tensors="pt")
+    seq = query_sequence(own_tiles, entries, [frame_vt], QUESTION)
+    native = _processor(own_tiles)(text=_processor_text(own_tiles, entries, 1, QUESTION), images=[ref, frame],
+                                   return_tensors="pt", do_image_splitting=True)
     assert native["input_ids"][0].tolist() == seq.ids
-    want = idefics.model(**native).logits[0, -1].float()
-    torch.testing.assert_close(Runner(idefics).last_logits([seq])[0], want, atol=1e-4, rtol=1e-4)
+    want = own_tiles.model(**native).logits[0, -1].float()
+    torch.testing.assert_close(Runner(own_tiles).last_logits([seq])[0], want, atol=1e-4, rtol=1e-4)
+
+
+def test_a_subset_memory_frames_only_the_grids_it_keeps_with_their_tags(idefics):
+    vt = idefics.encode_images([random_image(2, (80, 60))])[0]  # 2 x 2 tiles of 16 tokens + the global image
+    assert [(g.kind, g.tile) for g in vt.layout.grids] == [("tile", (0, 0)), ("tile", (0, 1)), ("tile", (1, 0)),
+                                                          ("tile", (1, 1)), ("thumbnail", (0, 0))]
+    keep = torch.tensor([17, 18, 66, 70])  # two tokens of tile (0, 1), two of the global image
+    seq = query_sequence(idefics, [ContextEntry("kona", memory=[VisualBlock.subset(vt, keep)])], [], QUESTION,
+                         mode="memory")
+    tok = idefics.tokenizer.convert_tokens_to_ids
+    fake, image = tok("<fake_token_around_image>"), idefics.placeholder_id
+    expected = ([fake, tok("<row_1_col_2>"), image, image] + idefics.tokenize("\n\n")
+                + [fake, tok("<global-img>"), image, image, fake])
+    a, b = seq.frames["memory:kona:0"]
+    assert seq.ids[a:b] == expected
+    assert len(idefics.tokenize("\n\n")) == 1  # the tiny tokenizer merges it, as the published ones do
+    assert seq.columns["memory:kona:0"].tolist() == [a + 2, a + 3, b - 3, b - 2]
+
+
+def test_tiles_cover_their_part_of_the_image_and_assemble_into_one_map(idefics):
+    vt = idefics.encode_images([random_image(2, (300, 100))])[0]  # longest edge 3 tiles: 1 x 3
+    tiles = vt.layout.tiles()
+    assert [t.tile for t in tiles] == [(0, 0), (0, 1), (0, 2)]
+    assert [t.box for t in tiles] == [(0.0, 0.0, 100.0, 100.0), (100.0, 0.0, 200.0, 100.0),
+                                      (200.0, 0.0, 300.0, 100.0)]
+    assert vt.layout.grids[-1].kind == "thumbnail" and vt.layout.grids[-1].box == (0.0, 0.0, 300.0, 100.0)
+    assert (vt.rows, vt.cols) == (4, 12) and vt.box == (0.0, 0.0, 300.0, 100.0)
+
+
+def test_reference_views_tile_within_their_pixel_budget(idefics):
+    assert idefics.tile_budget(None) == idefics.max_tiles == 6
+    assert idefics.tile_budget(3 * 64 * 64) == 3
+    assert idefics.tile_budget(100) == 1  # smaller than one tile: one tile, never none
+    vt = idefics.encode_images([random_image(1, (640, 480))], max_pixels=64 * 64)[0]
+    assert vt.layout.is_single
+
+
+def test_max_tiles_must_be_a_whole_number_of_at_least_one(idefics):
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_tiles"):
+            Idefics3Backend(idefics.model, idefics.tokenizer, idefics.image_processor, max_tiles=bad)
+
+
+def test_tile_tags_and_frame_tokens_are_never_generated(idefics):
+    tok = idefics.tokenizer.convert_tokens_to_ids
+    assert {tok("<row_1_col_1>"), tok("<row_6_col_6>"), tok("<global-img>"), tok("<fake_token_around_image>"),
+            idefics.placeholder_id} <= set(idefics.suppressed_ids)
 
 
 @torch.no_grad()
@@ -92,7 +175,8 @@ def test_connector_pixel_shuffle_sizes_follow_the_config(backends):
     for name in IDEFICS:
         cfg = backends[name].model.config
         side = cfg.vision_config.image_size // cfg.vision_config.patch_size // cfg.scale_factor
-        assert backends[name].encode_images([random_image(1)])[0].count == side * side
+        vt = backends[name].encode_images([random_image(1)])[0]
+        assert {(g.rows, g.cols) for g in vt.layout.grids} == {(side, side)}
 
 
 @pytest.mark.parametrize("size", SIZES + [(640, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
@@ -152,8 +236,10 @@ def test_a_tokenizer_without_the_image_frame_tokens_is_refused_with_a_message():
 def test_engine_introduces_two_views_of_different_sizes_and_recognizes_a_large_frame(idefics):
     fast = IntroduceOptions(max_new_tokens=4, area_max_new_tokens=3)
     engine = EgoEngine(idefics, config=EngineConfig(introduce=fast))
-    mem = engine.introduce("kona", [random_image(1, (90, 60)), random_image(2, (1280, 720))])
-    assert len(mem.views) == 2 and all(0 < k <= 16 for k in mem.k_c)
+    mem = engine.introduce("kona", [random_image(1, (80, 60)), random_image(2, (1280, 720))])
+    # 2 x 2 tiles + the global image, 2 x 3 + 1: 16 tokens each
+    assert [v.num_visual_tokens for v in mem.views] == [80, 112]
+    assert all(0 < v.k_c <= v.num_visual_tokens for v in mem.views)
     (rec,) = engine.recognize(random_image(3, (1920, 1080)))
     assert rec.name == "kona" and 0.0 <= rec.probability <= 1.0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers.models.idefics3.image_processing_pil_idefics3 import (
@@ -17,23 +18,39 @@ from transformers.models.idefics3.image_processing_pil_idefics3 import (
 )
 
 from .. import preprocess, resample
+from ..layout import Grid, Layout
 from ..profile import stage
-from .base import PREPROCESS_METHODS, Backend, VisualTokens
+from .base import PREPROCESS_METHODS, Backend, Piece, TokenRun, VisualRun, VisualTokens
 from .common import pooled, whole_image
 
 #: The tokens Idefics3's processor writes around an image (`Idefics3Processor.replace_image_token`).
 FAKE_TOKEN = "<fake_token_around_image>"
 GLOBAL_TAG = "<global-img>"
+#: Tiles per image unless the engine says otherwise: the bound the InternVL backend uses (see
+#: backends/internvl.py; a 4:3 camera frame becomes 2 x 2 tiles + the global image, a 16:9 one 2 x 3).
+#: The processor's own setting (longest edge 4 tiles) would cut a 4:3 frame into 4 x 3 tiles + 1.
+DEFAULT_MAX_TILES = 6
+
+
+def _tile_tag(row: int, col: int) -> str:
+    return f"<row_{row + 1}_col_{col + 1}>"
 
 
 class Idefics3Backend(Backend):
-    """Idefics3 / SmolVLM with the processor's image splitting off: one square tile per image.
+    """Idefics3 / SmolVLM, tiled as their processor tiles (`do_image_splitting`).
 
-    The processor resizes the longest edge to `size`, then squeezes the image to one `max_image_size`
-    square (aspect not kept), so the token grid covers the whole image. The connector's pixel shuffle
-    merges scale x scale patches into one token, row-major over the tile: (side / patch / scale)^2 tokens,
-    framed `<fake_token_around_image><global-img> <image>*N <fake_token_around_image>`.
-    Positions are 1-D.
+    The processor resizes the longest edge to `size` (aspect kept), then, splitting, stretches the image
+    to whole tiles of `max_image_size` (rows x cols), cuts them row-major and adds the whole image
+    squeezed to one tile (the global image). Each tile is its own token grid: the connector's pixel
+    shuffle merges scale x scale patches into one token, row-major over the tile, (side / patch /
+    scale)^2 tokens. The prompt frames each tile `<fake_token_around_image><row_r_col_c>` + tokens, a
+    newline after each tile row, then `\n<fake_token_around_image><global-img>` + tokens +
+    `<fake_token_around_image>`; an image that is not split is only the last part. Positions are 1-D.
+
+    `max_tiles` bounds the tiles (global image not counted) through the processor's own knob: the
+    longest edge is `n` tiles for the largest `n` (at most the processor's `size`) whose arrangement has
+    at most `max_tiles` tiles. `max_tiles` 1 turns splitting off (the paper's one image, squeezed to one
+    tile); the processor object itself is set not to split, the backend asks for tiles per call.
 
     Preprocessing: the processor resamples with Lanczos, which `ego_ros.core.resample` reproduces exactly
     with torch ops; that path is taken on accelerators. On the CPU Pillow's C is several times faster than
@@ -41,13 +58,66 @@ class Idefics3Backend(Backend):
     """
 
     family = "idefics3"
+    tiles_images = True
+    max_tiles = DEFAULT_MAX_TILES
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, max_tiles: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if getattr(self.image_processor, "do_image_splitting", False):
-            self.image_processor.do_image_splitting = False
+        self.image_processor.do_image_splitting = False
+        self.set_max_tiles(DEFAULT_MAX_TILES if max_tiles is None else max_tiles)
         self._frame: tuple[list[int], list[int]] | None = None
+        self._text_ids: dict[str, list[int]] = {}
 
+    def set_max_tiles(self, max_tiles: int) -> None:
+        """Bound the tiles of each image (1: no splitting)."""
+        if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
+            raise ValueError(f"max_tiles must be a whole number >= 1, got {max_tiles!r}")
+        self.max_tiles = max_tiles
+
+    @property
+    def tile_side(self) -> int:
+        return int(self.image_processor.max_image_size["longest_edge"])
+
+    def tile_budget(self, max_pixels: int | None = None) -> int:
+        """Tiles per image: `max_tiles`, tightened by a pixel budget (a reference view's
+        `reference_max_pixels`) to the tiles that fit in it, at least one."""
+        if max_pixels is None:
+            return self.max_tiles
+        return max(1, min(self.max_tiles, int(max_pixels) // self.tile_side ** 2))
+
+    # ----- tile arithmetic (the processor's, see image_processing_pil_idefics3) ---------------------------
+    def resized_size(self, height: int, width: int, longest: int) -> tuple[int, int]:
+        """(height, width) after the processor's first resize: the longest edge to `longest`, aspect kept."""
+        h, w = _resize_output_size_rescale_to_max_len(height, width, max_len=longest)
+        return _resize_output_size_scale_below_upper_bound(h, w, max_len=MAX_IMAGE_SIZE)
+
+    def split_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the processor's `resize_for_vision_encoder`: whole tiles, the arithmetic of
+        that method (written out here because the processor only offers it fused with the resize)."""
+        side = self.tile_side
+        aspect = width / height
+        if width >= height:
+            width = math.ceil(width / side) * side
+            height = math.ceil(int(width / aspect) / side) * side
+        else:
+            height = math.ceil(height / side) * side
+            width = math.ceil(int(height * aspect) / side) * side
+        return height, width
+
+    def arrangement(self, image: Image.Image, max_tiles: int) -> tuple[int, tuple[int, int]]:
+        """(longest edge, (tile rows, tile cols)) for one image; (0, 0) tiles: not split."""
+        side = self.tile_side
+        if max_tiles <= 1:
+            return 0, (0, 0)
+        w0, h0 = image.size
+        for n in range(int(self.image_processor.size["longest_edge"]) // side, 1, -1):
+            h, w = self.split_size(*self.resized_size(h0, w0, n * side))
+            rows, cols = h // side, w // side
+            if rows * cols <= max_tiles and (rows > 1 or cols > 1):
+                return n * side, (rows, cols)
+        return 0, (0, 0)
+
+    # ----- tokens ---------------------------------------------------------------------------------------
     @property
     def language_model(self) -> torch.nn.Module:
         return self.model.model.text_model
@@ -60,14 +130,58 @@ class Idefics3Backend(Backend):
         tid = self.tokenizer.convert_tokens_to_ids(token)
         if tid is None or tid == self.tokenizer.unk_token_id or self.tokenize(token) != [tid]:
             raise ValueError(f"the tokenizer of this {self.family} model has no single token {token!r}, which "
-                             "its processor writes around every image")
+                             "its processor writes around images")
         return int(tid)
 
+    def _text(self, text: str) -> list[int]:
+        if text not in self._text_ids:
+            self._text_ids[text] = self.tokenize(text) if text else []
+        return self._text_ids[text]
+
     def visual_frame(self) -> tuple[list[int], list[int]]:
+        """The frame of an image that is not split (the global image alone)."""
         if self._frame is None:
             fake, tag = self._token_id(FAKE_TOKEN), self._token_id(GLOBAL_TAG)
             self._frame = ([fake, tag], [fake])
         return self._frame
+
+    def frame_visual(self, layout: Layout, indices: np.ndarray) -> list[Piece]:
+        """The processor's prompt for the grids that hold tokens of this block, each with its kept tokens.
+
+        The separators are tokenised as the processor's text has them: a newline after each tile row,
+        and another before the global image (so the last row's newline and that one are one "\n\n",
+        which a tokenizer may merge)."""
+        if layout.is_single:
+            return super().frame_visual(layout, indices)
+        fake = self._token_id(FAKE_TOKEN)
+        pieces: list[Piece] = []
+        pending = ""  # separator text waiting for the next framing tokens
+        last_row = None
+        for g, start, stop in layout.runs(indices):
+            grid = layout.grids[g]
+            if grid.kind == "tile":
+                if last_row is not None and grid.tile[0] != last_row:
+                    pending += "\n"
+                last_row = grid.tile[0]
+                pieces.append(TokenRun(tuple(self._text(pending) + [fake, self._token_id(_tile_tag(*grid.tile))])))
+                pending = ""
+                pieces.append(VisualRun(start, stop))
+            else:
+                if last_row is not None:
+                    pending += "\n"
+                pieces.append(TokenRun(tuple(self._text(pending + "\n") + [fake, self._token_id(GLOBAL_TAG)])))
+                pieces.append(VisualRun(start, stop))
+                pieces.append(TokenRun((fake,)))
+                last_row, pending = None, ""
+        if last_row is not None:  # the global image was not kept: close the last tile row
+            pieces.append(TokenRun(tuple(self._text(pending + "\n"))))
+        return pieces
+
+    @property
+    def suppressed_ids(self) -> list[int]:
+        tags = [self.tokenizer.convert_tokens_to_ids(_tile_tag(r, c)) for r in range(6) for c in range(6)]
+        unk = self.tokenizer.unk_token_id
+        return sorted(set(super().suppressed_ids) | {int(t) for t in tags if t is not None and t != unk})
 
     def _fingerprint_tensors(self) -> list[torch.Tensor]:
         # The connector (not named projector/merger) maps the tower into the LLM input space.
@@ -93,47 +207,84 @@ class Idefics3Backend(Backend):
             return "size and max_image_size need a longest_edge"
         return None
 
-    def _tensor_tiles(self, image: Image.Image) -> torch.Tensor:
-        """(1, 3, s, s) pixel values of one image, the processor's steps (resize the longest edge, squeeze to
-        one tile, rescale, normalise) as torch ops on the model's device."""
+    def _tensor_tiles(self, image: Image.Image, longest: int) -> torch.Tensor:
+        """(T, 3, s, s) pixel values of one image (its tiles, then the global image; or the one squeezed
+        tile for `longest` 0): the processor's steps as torch ops on the model's device."""
         proc = self.image_processor
+        side = self.tile_side
         x = preprocess.upload(image, self.device)
-        side = int(proc.max_image_size["longest_edge"])
         if getattr(proc, "do_resize", True):
-            h, w = _resize_output_size_rescale_to_max_len(x.shape[1], x.shape[2], max_len=proc.size["longest_edge"])
-            h, w = _resize_output_size_scale_below_upper_bound(h, w, max_len=MAX_IMAGE_SIZE)
+            x = resample.resize(x, *self.resized_size(x.shape[1], x.shape[2], longest or proc.size["longest_edge"]),
+                                proc.resample)
+        frames = []
+        if longest:
+            h, w = self.split_size(x.shape[1], x.shape[2])
             x = resample.resize(x, h, w, proc.resample)
-        # splitting off: the processor resizes to the tile square whatever do_resize says
-        x = resample.resize(x, side, side, proc.resample)
-        return preprocess.rescale_normalize(x, proc)[None]
+            frames = [x[:, r:r + side, c:c + side] for r in range(0, h, side) for c in range(0, w, side)]
+        # the global image (or the only one): the whole image squeezed to one tile
+        frames.append(resample.resize(x, side, side, proc.resample))
+        return torch.stack([preprocess.rescale_normalize(f, proc) for f in frames])
 
-    def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
-        """pixel_values (1, B, 3, s, s) and pixel_attention_mask (1, B, s, s): one square tile per image."""
+    def pixel_inputs(self, images: list[Image.Image], method: str | None = None,
+                     max_tiles: int | None = None) -> dict[str, torch.Tensor]:
+        """pixel_values (1, T, 3, s, s) and pixel_attention_mask (1, T, s, s): every image's tiles (then its
+        global image), image after image; `max_tiles` defaults to the backend's."""
+        plan = [self.arrangement(img, self.max_tiles if max_tiles is None else max_tiles) for img in images]
+        expected = sum(r * c + 1 for _, (r, c) in plan)
         with stage("preprocess"):
             if self.preprocessing_method(method) == "tensor":
-                pv = torch.cat([self._tensor_tiles(img) for img in images])[None]
+                pv = torch.cat([self._tensor_tiles(img, longest) for img, (longest, _) in zip(images, plan)])[None]
                 mask = torch.ones((*pv.shape[:2], *pv.shape[3:]), dtype=torch.long, device=self.device)
                 return {"pixel_values": pv.to(self.dtype), "pixel_attention_mask": mask}
-            out = self.image_processor(images=[images], return_tensors="pt")
-        pv = out["pixel_values"]
-        if pv.shape[:2] != (1, len(images)):
-            raise RuntimeError(f"expected one tile per image, got pixel values of shape {tuple(pv.shape)} for "
-                               f"{len(images)} images")
-        return {"pixel_values": pv.to(self.device, self.dtype),
-                "pixel_attention_mask": out["pixel_attention_mask"].to(self.device)}
+            values, masks = [], []
+            for img, (longest, tiles) in zip(images, plan):
+                kwargs = {"do_image_splitting": True, "size": {"longest_edge": longest}} if longest else {}
+                out = self.image_processor(images=[[img]], return_tensors="pt", return_row_col_info=True, **kwargs)
+                if (out["rows"][0][0], out["cols"][0][0]) != tiles:
+                    raise RuntimeError(f"the image processor cut {out['rows'][0][0]} x {out['cols'][0][0]} tiles "
+                                       f"where {tiles[0]} x {tiles[1]} were expected")
+                values.append(out["pixel_values"][0])
+                masks.append(out["pixel_attention_mask"][0])
+        pv = torch.cat(values)[None]
+        if pv.shape[1] != expected:
+            raise RuntimeError(f"the image processor made {pv.shape[1]} tiles where {expected} were expected")
+        return {"pixel_values": pv.to(self.device, self.dtype), "pixel_attention_mask": torch.cat(masks)[None].to(
+            self.device)}
 
     def encode_images(self, images: list[Image.Image], max_pixels: int | None = None) -> list[VisualTokens]:
-        px = self.pixel_inputs(images)
+        """Visual tokens of each image; `max_pixels` bounds its tiles (see `tile_budget`)."""
+        max_tiles = self.tile_budget(max_pixels)
+        px = self.pixel_inputs(images, max_tiles=max_tiles)
         with stage("vision"):
             feats = pooled(self.model.model.get_image_features(**px))
         feats = torch.cat(list(feats)) if isinstance(feats, (list, tuple)) else feats.reshape(-1, feats.shape[-1])
-        per_image = feats.shape[0] // len(images) if images else 0
-        side = math.isqrt(per_image)
-        if per_image * len(images) != feats.shape[0] or side * side != per_image:
-            raise RuntimeError(f"unexpected visual features {tuple(feats.shape)} for {len(images)} images (an all-zero "
+        n_tiles = px["pixel_values"].shape[1]
+        per_tile = feats.shape[0] // n_tiles
+        side = math.isqrt(per_tile)
+        if per_tile * n_tiles != feats.shape[0] or side * side != per_tile:
+            raise RuntimeError(f"unexpected visual features {tuple(feats.shape)} for {n_tiles} tiles (an all-zero "
                                "tile is dropped by the model as padding)")
-        return [VisualTokens(embeds=f, rows=side, cols=side, box=whole_image(img.size), image_size=img.size)
-                for img, f in zip(images, feats.split(per_image))]
+        out, at = [], 0
+        for img in images:
+            longest, (rows, cols) = self.arrangement(img, max_tiles)
+            n = (rows * cols + 1) * per_tile
+            out.append(self._tokens(img, feats[at:at + n], side, longest, rows, cols))
+            at += n
+        return out
+
+    def _tokens(self, image: Image.Image, embeds: torch.Tensor, side: int, longest: int, rows: int,
+                cols: int) -> VisualTokens:
+        if not longest:
+            return VisualTokens(embeds=embeds, rows=side, cols=side, box=whole_image(image.size),
+                                image_size=image.size)
+        # tile (r, c) is a crop of the image stretched to rows x cols tiles: the same fraction of the image
+        w, h = image.size
+        grids = [Grid(offset=(r * cols + c) * side * side, rows=side, cols=side, kind="tile", tile=(r, c),
+                      box=(c * w / cols, r * h / rows, (c + 1) * w / cols, (r + 1) * h / rows))
+                 for r in range(rows) for c in range(cols)]
+        grids.append(Grid(offset=rows * cols * side * side, rows=side, cols=side, kind="thumbnail",
+                          box=whole_image(image.size)))
+        return VisualTokens.tiled(embeds, Layout(tuple(grids)), image.size)
 
     def native_inputs(self, text_ids: list[int], images: list[Image.Image],
                       method: str | None = None) -> dict[str, torch.Tensor]:
