@@ -153,6 +153,13 @@ def test_max_tiles_must_be_a_whole_number_of_at_least_one(idefics):
             Idefics3Backend(idefics.model, idefics.tokenizer, idefics.image_processor, max_tiles=bad)
 
 
+def test_a_processor_that_does_not_resize_is_refused_with_a_message():
+    rm = build_random_model("smolvlm")
+    rm.image_processor.do_resize = False
+    with pytest.raises(ValueError, match="do_resize"):
+        SmolVLMBackend(rm.model, rm.tokenizer, rm.image_processor)
+
+
 def test_tile_tags_and_frame_tokens_are_never_generated(idefics):
     tok = idefics.tokenizer.convert_tokens_to_ids
     assert {tok("<row_1_col_1>"), tok("<row_6_col_6>"), tok("<global-img>"), tok("<fake_token_around_image>"),
@@ -228,9 +235,20 @@ def test_a_tokenizer_without_the_image_frame_tokens_is_refused_with_a_message():
     from ego_ros.core.random_models import build_tokenizer
 
     rm = build_random_model("idefics3")
-    backend = Idefics3Backend(rm.model, build_tokenizer("llava"), rm.image_processor)
     with pytest.raises(ValueError, match="<fake_token_around_image>"):
-        backend.visual_frame()
+        Idefics3Backend(rm.model, build_tokenizer("llava"), rm.image_processor)
+
+
+def test_loading_a_directory_whose_tokenizer_lacks_the_frame_tokens_fails_with_a_message(tmp_path):
+    from ego_ros.core.errors import ModelLoadError
+    from ego_ros.core.loading import load_backend
+    from ego_ros.core.random_models import build_tokenizer
+
+    rm = build_random_model("idefics3")
+    rm.tokenizer = build_tokenizer("llava")
+    rm.save(tmp_path)
+    with pytest.raises(ModelLoadError, match="<fake_token_around_image>"):
+        load_backend(str(tmp_path))
 
 
 def test_engine_introduces_two_views_of_different_sizes_and_recognizes_a_large_frame(idefics):

@@ -143,4 +143,7 @@ def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_rem
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load model {model!r}: {exc}") from exc
     prompts = load_prompts(directory)
-    return BACKENDS[family](net, tokenizer, image_processor, prompts=prompts, name=model)
+    try:
+        return BACKENDS[family](net, tokenizer, image_processor, prompts=prompts, name=model)
+    except ValueError as exc:  # the backend refuses what it cannot run exactly (a missing frame token, ...)
+        raise ModelLoadError(f"cannot use model {model!r}: {exc}") from exc

@@ -32,6 +32,12 @@ GLOBAL_TAG = "<global-img>"
 DEFAULT_MAX_TILES = 6
 
 
+def _longest_edge(size: object) -> int | None:
+    """`longest_edge` of a processor size (a plain dict, or transformers' SizeDict in some releases)."""
+    value = size.get("longest_edge") if isinstance(size, dict) else getattr(size, "longest_edge", None)
+    return int(value) if value else None
+
+
 def _tile_tag(row: int, col: int) -> str:
     return f"<row_{row + 1}_col_{col + 1}>"
 
@@ -63,10 +69,14 @@ class Idefics3Backend(Backend):
 
     def __init__(self, *args, max_tiles: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if not getattr(self.image_processor, "do_resize", True):
+            # its tiles would then follow the input size alone: max_tiles could not bound them
+            raise ValueError(f"an {self.family} image processor with do_resize off is not supported")
         self.image_processor.do_image_splitting = False
         self.set_max_tiles(DEFAULT_MAX_TILES if max_tiles is None else max_tiles)
         self._frame: tuple[list[int], list[int]] | None = None
         self._text_ids: dict[str, list[int]] = {}
+        self.visual_frame()  # a tokenizer without the frame tokens is refused now, not at the first image
 
     def set_max_tiles(self, max_tiles: int) -> None:
         """Bound the tiles of each image (1: no splitting)."""
@@ -76,7 +86,10 @@ class Idefics3Backend(Backend):
 
     @property
     def tile_side(self) -> int:
-        return int(self.image_processor.max_image_size["longest_edge"])
+        side = _longest_edge(self.image_processor.max_image_size)
+        if side is None:
+            raise ValueError(f"the {self.family} image processor has no max_image_size longest_edge (its tile side)")
+        return side
 
     def tile_budget(self, max_pixels: int | None = None) -> int:
         """Tiles per image: `max_tiles`, tightened by a pixel budget (a reference view's
@@ -110,7 +123,7 @@ class Idefics3Backend(Backend):
         if max_tiles <= 1:
             return 0, (0, 0)
         w0, h0 = image.size
-        for n in range(int(self.image_processor.size["longest_edge"]) // side, 1, -1):
+        for n in range((_longest_edge(self.image_processor.size) or side) // side, 1, -1):
             h, w = self.split_size(*self.resized_size(h0, w0, n * side))
             rows, cols = h // side, w // side
             if rows * cols <= max_tiles and (rows > 1 or cols > 1):
@@ -201,9 +214,9 @@ class Idefics3Backend(Backend):
         proc = self.image_processor
         if preprocess.processor_kind(proc) not in ("Idefics3ImageProcessor", "SmolVLMImageProcessor"):
             return f"processor {type(proc).__name__} is not covered"
-        if getattr(proc, "do_resize", True) and not resample.supported(getattr(proc, "resample", 1)):
+        if not resample.supported(getattr(proc, "resample", 1)):
             return f"resampling filter {proc.resample!r} is not reproduced"
-        if not (proc.size or {}).get("longest_edge") or not (proc.max_image_size or {}).get("longest_edge"):
+        if not _longest_edge(proc.size) or not _longest_edge(proc.max_image_size):
             return "size and max_image_size need a longest_edge"
         return None
 
@@ -213,9 +226,8 @@ class Idefics3Backend(Backend):
         proc = self.image_processor
         side = self.tile_side
         x = preprocess.upload(image, self.device)
-        if getattr(proc, "do_resize", True):
-            x = resample.resize(x, *self.resized_size(x.shape[1], x.shape[2], longest or proc.size["longest_edge"]),
-                                proc.resample)
+        x = resample.resize(x, *self.resized_size(x.shape[1], x.shape[2], longest or _longest_edge(proc.size)),
+                            proc.resample)
         frames = []
         if longest:
             h, w = self.split_size(x.shape[1], x.shape[2])
