@@ -38,14 +38,16 @@ def _frame(size: tuple[int, int], seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def _median_ms(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
+def _preprocess_ms(backend, img: Image.Image, method: str, repeats: int) -> float:
+    """Median milliseconds of one frame's pixel inputs by `method`, after a warm-up."""
+    device = backend.device
+    backend.pixel_inputs([img], method=method)
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        fn()
+        backend.pixel_inputs([img], method=method)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append((time.perf_counter() - t) * 1000.0)
@@ -79,10 +81,8 @@ def main() -> None:
                         "family": family, "tile_px": tile, "frame": f"{size[0]}x{size[1]}", "max_tiles": max_tiles,
                         "tiles": len(vt.layout.tiles()), "grids": len(vt.layout.grids), "visual_tokens": vt.count,
                         "pixels_max_abs_diff": float((pil.float() - tensor.float()).abs().max()),
-                        "preprocess_pil_ms": _median_ms(lambda: backend.pixel_inputs([img], method="pil"),
-                                                        args.repeats, device),
-                        "preprocess_tensor_ms": _median_ms(lambda: backend.pixel_inputs([img], method="tensor"),
-                                                           args.repeats, device),
+                        "preprocess_pil_ms": _preprocess_ms(backend, img, "pil", args.repeats),
+                        "preprocess_tensor_ms": _preprocess_ms(backend, img, "tensor", args.repeats),
                     }
                 print(json.dumps(row))
                 rows.append(row)

@@ -1,8 +1,9 @@
 """The Idefics3 / SmolVLM backend against transformers' own processor and model.
 
 The reference is `Idefics3Processor` for both families: SmolVLM's processor writes the very same image
-strings (transformers 5.24, `processing_smolvlm.get_image_prompt_string`) but cannot be built here (it
-needs num2words and a torchvision video processor), and the two models are the same modules.
+strings (transformers 5.24, `processing_smolvlm.get_image_prompt_string`, checked on its own below) but
+cannot be built here (it needs num2words and a torchvision video processor), and the two models are the
+same modules.
 """
 
 from __future__ import annotations
@@ -89,6 +90,26 @@ def test_an_image_is_tiled_framed_and_answered_as_the_processor_and_model_do(siz
         torch.testing.assert_close(Runner(backend).last_logits([seq])[0], want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@torch.no_grad()
+def test_smolvlm_frames_an_image_as_its_own_processor_code_writes_it(size):
+    # SmolVLMProcessor cannot be built here; its module's prompt function (what it calls per image) can
+    from transformers.models.smolvlm.processing_smolvlm import get_image_prompt_string
+
+    backend = make_backend("smolvlm")
+    img = random_image(3, size)
+    vt = backend.encode_images([img])[0]
+    _, (rows, cols) = backend.arrangement(img, backend.max_tiles)
+    prompt = get_image_prompt_string(rows, cols, 16, fake_token_around_image="<fake_token_around_image>",
+                                     image_token="<image>", global_image_token="<global-img>")
+    text = _processor_text(backend, [], 1, QUESTION).replace("<image>", prompt)
+    ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    seq = view_sequence(backend, vt, QUESTION)
+    assert ids == seq.ids
+    native = backend.model(input_ids=torch.tensor([ids]), **backend.pixel_inputs([img])).logits[0, -1].float()
+    torch.testing.assert_close(Runner(backend).last_logits([seq])[0], native, atol=1e-4, rtol=1e-4)
+
+
 def test_the_processors_own_settings_are_used_when_max_tiles_allows_them(own_tiles):
     img = random_image(1, (640, 480))
     assert _split_kwargs(own_tiles, img) == {"do_image_splitting": True}
@@ -114,8 +135,8 @@ def test_a_memory_of_all_tokens_in_context_equals_the_processors_image_in_its_pl
 
 def test_a_subset_memory_frames_only_the_grids_it_keeps_with_their_tags(idefics):
     vt = idefics.encode_images([random_image(2, (80, 60))])[0]  # 2 x 2 tiles of 16 tokens + the global image
-    assert [(g.kind, g.tile) for g in vt.layout.grids] == [("tile", (0, 0)), ("tile", (0, 1)), ("tile", (1, 0)),
-                                                          ("tile", (1, 1)), ("thumbnail", (0, 0))]
+    kinds = [(g.kind, g.tile) for g in vt.layout.grids]
+    assert kinds == [("tile", (0, 0)), ("tile", (0, 1)), ("tile", (1, 0)), ("tile", (1, 1)), ("thumbnail", (0, 0))]
     keep = torch.tensor([17, 18, 66, 70])  # two tokens of tile (0, 1), two of the global image
     seq = query_sequence(idefics, [ContextEntry("kona", memory=[VisualBlock.subset(vt, keep)])], [], QUESTION,
                          mode="memory")

@@ -43,7 +43,7 @@ def _tile_tag(row: int, col: int) -> str:
 
 
 class Idefics3Backend(Backend):
-    """Idefics3 / SmolVLM, tiled as their processor tiles (`do_image_splitting`).
+    r"""Idefics3 / SmolVLM, tiled as their processor tiles (`do_image_splitting`).
 
     The processor resizes the longest edge to `size` (aspect kept), then, splitting, stretches the image
     to whole tiles of `max_image_size` (rows x cols), cuts them row-major and adds the whole image
@@ -159,7 +159,7 @@ class Idefics3Backend(Backend):
         return self._frame
 
     def frame_visual(self, layout: Layout, indices: np.ndarray) -> list[Piece]:
-        """The processor's prompt for the grids that hold tokens of this block, each with its kept tokens.
+        r"""The processor's prompt for the grids that hold tokens of this block, each with its kept tokens.
 
         The separators are tokenised as the processor's text has them: a newline after each tile row,
         and another before the global image (so the last row's newline and that one are one "\n\n",
