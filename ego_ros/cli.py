@@ -35,6 +35,8 @@ def _model_args(p: argparse.ArgumentParser, store: bool = True) -> None:
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (auto: bf16 on CUDA)")
     p.add_argument("--calibration", default=None, help="layer calibration file (default: the model's own, if any)")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="LLM layers for keyword attention")
+    p.add_argument("--max-tiles", type=int, default=None,
+                   help="most tiles per image for families that tile (InternVL; default 6; 1: one tile)")
     if store:
         p.add_argument("--store", default=None, help="concept store directory (default: per model under ~/.ego_ros)")
 
@@ -49,6 +51,8 @@ def _engine(args: argparse.Namespace, read_only: bool = False, **config: Any):
         store = default_store(args.model)
     if getattr(args, "layers", None):
         config["layers"] = args.layers
+    if getattr(args, "max_tiles", None) is not None:
+        config["max_tiles"] = args.max_tiles
     return EgoEngine.load(args.model, device=args.device, dtype=args.dtype, store_dir=store,
                           calibration=args.calibration, read_only_store=read_only, strict_store=False, **config)
 

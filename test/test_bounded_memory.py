@@ -75,7 +75,9 @@ def test_the_bound_applies_to_the_tensor_and_the_pil_preprocessing_alike():
     assert grids[0] == grids[1] == [[1, 24, 42]]
 
 
-@pytest.mark.parametrize("family", ["llava", "internvl"])
+# InternVL is no longer fixed-size: it tiles, and a pixel budget bounds its tiles
+# (test_internvl_tiles.py::test_a_reference_pixel_budget_bounds_its_tiles).
+@pytest.mark.parametrize("family", ["llava"])
 def test_fixed_size_families_ignore_the_pixel_budget(backends, family):
     b = backends[family]
     img = random_image(4, FULL_HD)

@@ -112,3 +112,25 @@ def test_locate_of_an_unknown_concept_exits_2(tmp_path, pictures, capsys):
     code, _, err = _run(capsys, "locate", "--model", "random:llava", "--store", store, "--name", "nobody",
                         pictures[1])
     assert code == 2 and "nobody" in err
+
+
+def test_introduce_and_recognize_with_a_tile_budget_on_a_tiling_family(tmp_path, capsys):
+    store = str(tmp_path / "store")
+    frame = tmp_path / "frame.png"
+    random_image(5, (320, 160)).save(frame)  # 2:1, cut into 2 tiles + a thumbnail
+    code, out, _ = _run(capsys, "introduce", "--model", "random:internvl", "--max-tiles", "2", "--store", store,
+                        "--name", "kona", str(frame))
+    assert code == 0 and json.loads(out)["num_tokens"] >= 1
+    code, out, _ = _run(capsys, "locate", "--model", "random:internvl", "--max-tiles", "2", "--store", store,
+                        "--name", "kona", "--heatmap", str(frame))
+    assert code == 0
+    x0, y0, x1, y1 = json.loads(out)["box"]
+    assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 160
+    heat = json.loads(out)["heatmap"]
+    assert (len(heat), len(heat[0])) == (4, 8)  # the two tiles' 4 x 4 grids side by side
+
+
+def test_a_tile_budget_for_a_family_that_does_not_tile_exits_2(tmp_path, capsys):
+    code, out, err = _run(capsys, "recognize", "--model", "random:llava", "--max-tiles", "4", "--store",
+                          str(tmp_path / "s"), "X")
+    assert code == 2 and "does not tile" in err and out == ""

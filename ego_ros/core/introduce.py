@@ -42,10 +42,12 @@ class IntroduceOptions:
     max_tokens / max_fraction: K, absolute or as a fraction of the view's visual tokens (default 20%,
         the paper's ablation budget).
     reference_max_pixels: pixel budget of a reference view for families that resize to a pixel budget
-        (Qwen's smart resize; fixed-size families ignore it). The default, 448 x 448 (the benchmarks'
-        working resolution, InternVL's tile), bounds a view to 256 visual tokens on Qwen2.5-VL and its
-        memory to K = 52 tokens; with Qwen2.5-VL's own limit a 1080p reference gives 2,691 visual
-        tokens and a 539-token memory. None: the processor's own budget.
+        (Qwen's smart resize) or tile (InternVL: at most this many pixels of tiles, so the default is
+        one 448 px tile, the paper's setting, and memories stay as small as before tiling); fixed-size
+        families ignore it. The default, 448 x 448 (the benchmarks' working resolution, InternVL's
+        tile), bounds a view to 256 visual tokens on Qwen2.5-VL and its memory to K = 52 tokens; with
+        Qwen2.5-VL's own limit a 1080p reference gives 2,691 visual tokens and a 539-token memory.
+        None: the processor's own budget (InternVL: the backend's max_tiles).
     """
 
     selection: str = "attention"

@@ -12,10 +12,11 @@ two axes are resized separately in Pillow's order, and each pass is rounded and 
 PIL's uint8 passes are. PIL computes in fixed point, so values still differ by about one grey level
 at some pixels; test/test_preprocess.py states and checks the measured bound.
 
-What is covered: SigLIP-, CLIP-, GotOcr2- (InternVL, single tile) and Qwen2-VL-style processors with
-bicubic, bilinear or nearest resampling. Anything else (other processor classes, InternVL's
-multi-tile cropping, padding, other filters) returns a reason from `unsupported()` and the backend
-uses the PIL processor instead.
+What is covered: SigLIP-, CLIP-, GotOcr2- (InternVL: one tile, and the tiles + thumbnail of its
+crop_to_patches through `tiled_pixels`, which the InternVL backend calls with its own tile budget) and
+Qwen2-VL-style processors with bicubic, bilinear or nearest resampling. Anything else (other processor
+classes, a processor object set to crop_to_patches itself, padding, other filters) returns a reason
+from `unsupported()` and the backend uses the PIL processor instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ try:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 except ImportError:  # transformers releases without the PIL module keep it next to the processor
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+try:
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
+except ImportError:  # transformers releases without the PIL module keep it next to the processor
+    from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
 from transformers.image_transforms import get_resize_output_image_size
 from transformers.image_utils import ChannelDimension
 
@@ -168,6 +173,39 @@ def square_pixels(images: list[Image.Image | np.ndarray], processor: Any, device
     return torch.stack(out).to(dtype)
 
 
+def tile_arrangement(processor: Any, height: int, width: int, max_tiles: int) -> tuple[int, int]:
+    """(rows, cols) of the tiles GotOcr2's crop_to_patches cuts an image into, at most `max_tiles` (and at
+    least the processor's min_patches): transformers' own rule, the tile arrangement whose aspect ratio
+    is closest to the image's."""
+    if max_tiles <= 1:
+        return 1, 1
+    tile = (int(_field(processor.size, "height")), int(_field(processor.size, "width")))
+    min_tiles = min(int(getattr(processor, "min_patches", 1) or 1), max_tiles)
+    cols, rows = get_optimal_tiled_canvas((int(height), int(width)), tile, min_tiles, int(max_tiles))
+    return int(rows), int(cols)
+
+
+def tiled_pixels(images: list[Image.Image | np.ndarray], processor: Any, device: torch.device,
+                 dtype: torch.dtype, max_tiles: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """(T, 3, h, w) pixel values of GotOcr2's crop_to_patches (InternVL) for all images, and each image's
+    tile (rows, cols). Per image: the image resized onto a rows x cols canvas of tiles, the tiles
+    row-major, then (when there is more than one tile) a thumbnail of the whole image, the processor's
+    order."""
+    mode = resample_mode(getattr(processor, "resample", None)) or "bilinear"
+    th, tw = int(_field(processor.size, "height")), int(_field(processor.size, "width"))
+    out, arrangements = [], []
+    for image in images:
+        x = upload(image, device)
+        rows, cols = tile_arrangement(processor, x.shape[1], x.shape[2], max_tiles)
+        canvas = resize(x, rows * th, cols * tw, mode)
+        tiles = [canvas[:, r * th:(r + 1) * th, c * tw:(c + 1) * tw] for r in range(rows) for c in range(cols)]
+        if len(tiles) > 1:
+            tiles.append(resize(x, th, tw, mode))
+        out += [rescale_normalize(t, processor) for t in tiles]
+        arrangements.append((rows, cols))
+    return torch.stack(out).to(dtype), arrangements
+
+
 def pixel_budget(processor: Any, max_pixels: int | None = None) -> tuple[int, int]:
     """(min, max) pixels of a Qwen2-VL processor's smart resize, the maximum tightened to `max_pixels`
     when given (never below the processor's own minimum)."""
@@ -210,4 +248,5 @@ def patch_pixels(images: list[Image.Image | np.ndarray], processor: Any, device:
 
 
 __all__ = ["unsupported", "upload", "resize", "rescale_normalize", "square_pixels", "patch_pixels", "patch_grid",
+           "tile_arrangement", "tiled_pixels",
            "pixel_budget", "resample_mode", "processor_kind"]

@@ -154,6 +154,10 @@ class Backend(ABC):
     #: Image preprocessing: "tensor" (torch ops on the model's device, ego_ros.core.preprocess, with the
     #: image processor as the automatic fallback for what it does not cover) or "pil" (the processor).
     preprocess: str = "tensor"
+    #: True for families whose processor tiles large images (InternVL, ...): `max_tiles` applies
+    tiles_images: bool = False
+    #: most tiles (thumbnail not counted) one image is cut into; 1: one tile (or the one grid)
+    max_tiles: int = 1
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, prompts: PromptSet | None = None,
                  name: str = "") -> None:
@@ -167,6 +171,15 @@ class Backend(ABC):
         model.eval()
         self._fingerprint: str | None = None
         self._chat_form: str | None = None
+
+    def set_max_tiles(self, max_tiles: int) -> None:
+        """Bound the tiles of each image (engine option `max_tiles`, CLI `--max-tiles`); families that
+        do not tile accept 1 only."""
+        if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
+            raise ValueError(f"max_tiles must be a whole number >= 1, got {max_tiles!r}")
+        if max_tiles > 1 and not self.tiles_images:
+            raise ValueError(f"the {self.family} family does not tile images: max_tiles must be 1, got {max_tiles}")
+        self.max_tiles = max_tiles
 
     # ----- where things live --------------------------------------------------------------------------
     @property
