@@ -168,6 +168,15 @@ def test_reference_views_tile_within_their_pixel_budget(idefics):
     assert vt.layout.is_single
 
 
+def test_the_engine_option_max_tiles_bounds_the_tiles_of_every_frame():
+    engine = EgoEngine(make_backend("smolvlm"), config=EngineConfig(max_tiles=2))
+    assert len(engine.backend.encode_images([random_image(1, (640, 320))])[0].layout.tiles()) == 2  # 1 x 2
+    # a 4:3 frame has no split into at most 2 tiles (its smallest is 2 x 2): it is not split
+    assert engine.backend.encode_images([random_image(1, (640, 480))])[0].layout.is_single
+    engine = EgoEngine(make_backend("smolvlm"), config=EngineConfig(max_tiles=1))
+    assert engine.backend.encode_images([random_image(1, (640, 480))])[0].layout.is_single
+
+
 def test_max_tiles_must_be_a_whole_number_of_at_least_one(idefics):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_tiles"):
@@ -291,7 +300,8 @@ def test_cli_introduces_and_recognizes_with_a_saved_model_directory(tmp_path, ca
         pictures.append(str(tmp_path / f"{i}.png"))
         random_image(i, size).save(pictures[-1])
     store = str(tmp_path / "store")
-    assert main(["introduce", "--model", str(model_dir), "--store", store, "--name", "kona", *pictures[:2]]) == 0
+    assert main(["introduce", "--model", str(model_dir), "--store", store, "--name", "kona", "--max-tiles", "4",
+                 *pictures[:2]]) == 0
     intro = json.loads(capsys.readouterr().out)
     assert intro["name"] == "kona" and len(intro["k_c"]) == 2
     assert main(["recognize", "--model", str(model_dir), "--store", store, pictures[2]]) == 0

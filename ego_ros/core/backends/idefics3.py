@@ -65,7 +65,6 @@ class Idefics3Backend(Backend):
 
     family = "idefics3"
     tiles_images = True
-    max_tiles = DEFAULT_MAX_TILES
 
     def __init__(self, *args, max_tiles: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -77,12 +76,6 @@ class Idefics3Backend(Backend):
         self._frame: tuple[list[int], list[int]] | None = None
         self._text_ids: dict[str, list[int]] = {}
         self.visual_frame()  # a tokenizer without the frame tokens is refused now, not at the first image
-
-    def set_max_tiles(self, max_tiles: int) -> None:
-        """Bound the tiles of each image (1: no splitting)."""
-        if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
-            raise ValueError(f"max_tiles must be a whole number >= 1, got {max_tiles!r}")
-        self.max_tiles = max_tiles
 
     @property
     def tile_side(self) -> int:
