@@ -190,6 +190,20 @@ def test_a_processor_that_does_not_resize_is_refused_with_a_message():
         SmolVLMBackend(rm.model, rm.tokenizer, rm.image_processor)
 
 
+def test_a_processor_whose_tiles_do_not_fit_the_tower_is_refused_when_built():
+    rm = build_random_model("idefics3")
+    rm.image_processor.max_image_size = {"longest_edge": 96}  # the tower takes 64 px tiles
+    with pytest.raises(ValueError, match="do not fit the vision tower"):
+        Idefics3Backend(rm.model, rm.tokenizer, rm.image_processor)
+
+
+def test_a_model_whose_image_token_is_not_the_processors_is_refused_when_built():
+    rm = build_random_model("smolvlm")
+    rm.model.config.image_token_id = rm.tokenizer.convert_tokens_to_ids("<end_of_utterance>")
+    with pytest.raises(ValueError, match="tokenizes differently"):
+        SmolVLMBackend(rm.model, rm.tokenizer, rm.image_processor)
+
+
 def test_tile_tags_and_frame_tokens_are_never_generated(idefics):
     tok = idefics.tokenizer.convert_tokens_to_ids
     assert {tok("<row_1_col_1>"), tok("<row_6_col_6>"), tok("<global-img>"), tok("<fake_token_around_image>"),

@@ -76,6 +76,7 @@ class Idefics3Backend(Backend):
         self._frame: tuple[list[int], list[int]] | None = None
         self._text_ids: dict[str, list[int]] = {}
         self.visual_frame()  # a tokenizer without the frame tokens is refused now, not at the first image
+        self.check_against_processor()
 
     @property
     def tile_side(self) -> int:
@@ -282,14 +283,58 @@ class Idefics3Backend(Backend):
         if not longest:
             return VisualTokens(embeds=embeds, rows=side, cols=side, box=whole_image(image.size),
                                 image_size=image.size)
-        # tile (r, c) is a crop of the image stretched to rows x cols tiles: the same fraction of the image
-        w, h = image.size
+        return VisualTokens.tiled(embeds, self._split_layout(image.size, side, rows, cols), image.size)
+
+    @staticmethod
+    def _split_layout(size: tuple[int, int], side: int, rows: int, cols: int) -> Layout:
+        """rows x cols tiles of side x side tokens, then the global image. Tile (r, c) is a crop of the
+        image stretched to whole tiles: the same fraction of the original image."""
+        w, h = size
         grids = [Grid(offset=(r * cols + c) * side * side, rows=side, cols=side, kind="tile", tile=(r, c),
                       box=(c * w / cols, r * h / rows, (c + 1) * w / cols, (r + 1) * h / rows))
                  for r in range(rows) for c in range(cols)]
         grids.append(Grid(offset=rows * cols * side * side, rows=side, cols=side, kind="thumbnail",
-                          box=whole_image(image.size)))
-        return VisualTokens.tiled(embeds, Layout(tuple(grids)), image.size)
+                          box=whole_image(size)))
+        return Layout(tuple(grids))
+
+    def check_against_processor(self) -> None:
+        """Compare, on a probe image, this backend's tiles, token count and framing with what the model's
+        own processor code makes of it; refuse the model (ValueError) where they differ.
+
+        Run when the backend is built, so that a model whose image processor, tokenizer or tower this
+        backend does not model exactly is refused with the reason instead of run with a wrong prompt. The
+        probe is split 2 x 2 (tile rows, the newlines between them and before the global image)."""
+        from transformers.models.smolvlm.processing_smolvlm import get_image_prompt_string
+
+        cfg = self.model.config
+        side = self.tile_side
+        vision = cfg.vision_config
+        tokens = vision.image_size // vision.patch_size // cfg.scale_factor
+        per_tile = int(self.model.model.image_seq_len)
+        if side != vision.image_size or tokens * tokens != per_tile:
+            raise ValueError(f"the image processor's tiles ({side} px) do not fit the vision tower "
+                             f"({vision.image_size} px, {per_tile} tokens per tile)")
+        probe = Image.new("RGB", (640, 480), (128, 96, 64))
+        longest = 2 * side
+        out = self.image_processor(images=[[probe]], do_image_splitting=True, size={"longest_edge": longest},
+                                   return_row_col_info=True, return_tensors="pt")
+        rows, cols = int(out["rows"][0][0]), int(out["cols"][0][0])
+        h, w = self.split_size(*self.resized_size(probe.size[1], probe.size[0], longest))
+        if (rows, cols) != (h // side, w // side) or out["pixel_values"].shape[1] != rows * cols + 1:
+            raise ValueError(f"the image processor splits a 640x480 probe into {rows} x {cols} tiles "
+                             f"({out['pixel_values'].shape[1]} images) where this backend expects "
+                             f"{h // side} x {w // side} + 1")
+        mine: list[int] = []
+        layout = self._split_layout(probe.size, tokens, rows, cols)
+        for piece in self.frame_visual(layout, np.arange(layout.count)):
+            is_ids = isinstance(piece, TokenRun)
+            mine += list(piece.ids) if is_ids else [self.placeholder_id] * (piece.stop - piece.start)
+        text = get_image_prompt_string(rows, cols, per_tile, fake_token_around_image=FAKE_TOKEN,
+                                       image_token=getattr(self.tokenizer, "image_token", "<image>"),
+                                       global_image_token=GLOBAL_TAG)
+        if self.tokenize(text) != mine:
+            raise ValueError("the processor's prompt for a split image tokenizes differently from this backend's "
+                             "framing (image token, tile tags or newlines)")
 
     def native_inputs(self, text_ids: list[int], images: list[Image.Image],
                       method: str | None = None) -> dict[str, torch.Tensor]:
