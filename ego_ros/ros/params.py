@@ -54,8 +54,9 @@ SPECS: tuple[ParamSpec, ...] = (
               "'image/compressed' (sensor_msgs/CompressedImage).", read_only=True,
               constraints="raw or compressed"),
     ParamSpec("autostart", False, "Configure and activate the node at start-up.", read_only=True),
-    ParamSpec("max_tiles", 0, "Most tiles per image for model families that tile (InternVL); 0 uses the family's "
-              "default (InternVL: 6), 1 one tile (the paper's setting). Families that do not tile need 0 or 1.",
+    ParamSpec("max_tiles", 0, "Most tiles per image for model families that tile (InternVL, Idefics3, "
+              "SmolVLM); 0 uses the family's default (6), 1 one tile (the paper's setting). Families that do "
+              "not tile need 0 or 1.",
               read_only=True, int_range=(0, 64)),
     ParamSpec("frame_history", 8, "Camera frames kept for introduce_concept requests that use the latest frames.",
               read_only=True, int_range=(1, 64)),
