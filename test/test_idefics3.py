@@ -148,6 +148,13 @@ def test_a_subset_memory_frames_only_the_grids_it_keeps_with_their_tags(idefics)
     assert seq.ids[a:b] == expected
     assert len(idefics.tokenize("\n\n")) == 1  # the tiny tokenizer merges it, as the published ones do
     assert seq.columns["memory:kona:0"].tolist() == [a + 2, a + 3, b - 3, b - 2]
+    # tiles of two rows and no global image: the row newline between them, one closing the last row
+    seq = query_sequence(idefics, [ContextEntry("kona", memory=[VisualBlock.subset(vt, torch.tensor([5, 60]))])],
+                         [], QUESTION, mode="memory")
+    a, b = seq.frames["memory:kona:0"]
+    newline = idefics.tokenize("\n")
+    assert seq.ids[a:b] == ([fake, tok("<row_1_col_1>"), image] + newline + [fake, tok("<row_2_col_2>"), image]
+                            + newline)
 
 
 def test_tiles_cover_their_part_of_the_image_and_assemble_into_one_map(idefics):
