@@ -36,7 +36,8 @@ def _model_args(p: argparse.ArgumentParser, store: bool = True) -> None:
     p.add_argument("--calibration", default=None, help="layer calibration file (default: the model's own, if any)")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="LLM layers for keyword attention")
     p.add_argument("--max-tiles", type=int, default=None,
-                   help="most tiles per image for families that tile (InternVL; default 6; 1: one tile)")
+                   help="most tiles per image for families that tile (InternVL, Idefics3, SmolVLM; default 6; "
+                        "1: one tile)")
     if store:
         p.add_argument("--store", default=None, help="concept store directory (default: per model under ~/.ego_ros)")
 

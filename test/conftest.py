@@ -11,9 +11,10 @@ from PIL import Image
 # oversubscription slows small models by an order of magnitude.
 torch.set_num_threads(1)
 
-FAMILIES = ["llava", "qwen2_5_vl", "internvl", "qwen3_vl", "qwen2_vl", "gemma3", "llava_next", "llava_onevision"]
+FAMILIES = ["llava", "qwen2_5_vl", "internvl", "qwen3_vl", "qwen2_vl", "gemma3", "llava_next", "llava_onevision",
+            "idefics3", "smolvlm"]
 IMAGE_PX = {"llava": 32, "qwen2_5_vl": 112, "internvl": 64, "qwen3_vl": 128, "qwen2_vl": 112, "gemma3": 64,
-            "llava_next": 32, "llava_onevision": 32}
+            "llava_next": 32, "llava_onevision": 32, "idefics3": 64, "smolvlm": 64}
 
 
 def make_backend(family: str, seed: int = 0, **kwargs):

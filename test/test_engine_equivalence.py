@@ -36,7 +36,8 @@ def test_captured_keyword_attention_equals_eager_attention_per_layer_and_head(ba
                                       keep_heads=True)
     full = Sequence(ids=seq.ids + ka.token_ids, blocks=seq.blocks, spans=seq.spans)
     ref = _eager_attentions(backend, full)
-    # the image's token columns (structural rows such as LLaVA-NeXT's newlines are no tokens of it)
+    # the image's token columns (framing tokens between tiles and structural rows such as LLaVA-NeXT's
+    # newlines are no tokens of it)
     cols = seq.columns["image::0"]
     n = len(seq)
     assert len(ka.per_layer) == backend.num_layers

@@ -32,6 +32,9 @@ CPU = torch.device("cpu")
 #: (width, height): square, non-square, upscaling, downscaling, a camera frame, a 1080p frame
 SIZES = [(64, 64), (80, 48), (30, 33), (300, 200), (640, 480), (1920, 1080)]
 MEAN_TOLERANCE = 5e-4
+#: Families whose processors resample with Lanczos: their backend reproduces it exactly with its own tensor
+#: path (ego_ros.core.resample, checked in test_idefics3.py) but keeps Pillow by default on the CPU.
+PIL_ONLY = {"idefics3", "smolvlm"}
 
 
 def _tolerance(processor) -> float:
@@ -79,7 +82,7 @@ def _assert_close_pixels(got: torch.Tensor, want: torch.Tensor, processor) -> No
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_tensor_pixels_match_the_image_processor_on_every_backend(backends, size):
-    for family in FAMILIES:
+    for family in [f for f in FAMILIES if f not in PIL_ONLY]:
         b = backends[family]
         assert b.preprocessing_method() == "tensor", family
         img = random_image(7, size)

@@ -46,6 +46,7 @@ def test_settings_from_unset_values_are_the_defaults():
     ("max_fraction", 0.0, "greater than 0"),
     ("max_tokens", -1, "max_tokens"),
     ("frame_history", 0, "frame_history"),
+    ("max_tiles", -1, "max_tiles must be an integer in [0, 64]"),
     ("device", "gpu", "device must be auto, cpu, cuda or cuda:N"),
     ("dtype", "int8", "dtype must be one of"),
     ("image_transport", "theora", "raw or compressed"),

@@ -287,3 +287,18 @@ def test_mask_folder_holds_calibration_pairs_with_the_main_objects_exact_mask(tm
     mask = cv2.imread(str(pairs[0][1]), cv2.IMREAD_GRAYSCALE)
     assert image.shape == (64, 64, 3) and mask.shape == (64, 64)
     assert set(np.unique(mask)) <= {0, 255} and 0 < (mask > 0).mean() < 0.5
+
+
+def test_a_small_object_export_draws_its_test_objects_at_the_sizes_asked_for(tmp_path):
+    manifest = export(tmp_path, "yollava", 2, seed=1, query_object_size=(0.08, 0.1), **TINY)
+    tests = [r for r in manifest["images"].values() if r["role"] == "test"]
+    refs = [r for r in manifest["images"].values() if r["role"] == "reference"]
+    sizes = [o["size"] for r in tests for o in r["spec"]["objects"]]
+    assert sizes and all(0.08 <= s <= 0.1 for s in sizes)
+    assert manifest["arguments"]["query_object_size"] == [0.08, 0.1]
+    assert max(o["size"] for r in refs for o in r["spec"]["objects"][:1]) > 0.1  # references keep their size
+
+
+def test_a_query_object_size_outside_the_image_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="query object size"):
+        export(tmp_path, "yollava", 2, seed=1, query_object_size=(0.2, 1.5), **TINY)

@@ -34,6 +34,7 @@ from .compose import (
     question_sequence,
     recognition_queries,
 )
+from .crops import check_crop_tiles, encode_cropped
 from .errors import (
     BusyError,
     DeviceOutOfMemoryError,
@@ -83,6 +84,9 @@ class EngineConfig:
     #: most tiles per image for families that tile (InternVL: default 6, see backends/internvl.py); 1:
     #: one tile, the paper's setting; None: the backend's default. Families that do not tile take 1 only.
     max_tiles: int | None = None
+    #: engine-level tiling of query frames for fixed-size single-grid families (core/crops.py): a frame
+    #: becomes its thumbnail plus up to this many crops, each its own grid. Not native; 1 (default): off.
+    crop_tiles: int = 1
     introduce: IntroduceOptions = field(default_factory=IntroduceOptions)
     #: wall-clock deadline of one model call in seconds (introduce, recognize, ask, caption, ...), checked
     #: between forward passes and decode steps; the call then raises RequestTimeoutError. 0 disables it.
@@ -113,6 +117,8 @@ class EngineConfig:
         if self.max_tiles is not None and (isinstance(self.max_tiles, bool) or not isinstance(self.max_tiles, int)
                                            or self.max_tiles < 1):
             raise ValueError(f"max_tiles must be a whole number >= 1 (or None), got {self.max_tiles!r}")
+        if isinstance(self.crop_tiles, bool) or not isinstance(self.crop_tiles, int) or self.crop_tiles < 1:
+            raise ValueError(f"crop_tiles must be a whole number >= 1 (1: off), got {self.crop_tiles!r}")
         if self.preprocess not in PREPROCESS_METHODS:
             raise ValueError(f"unknown preprocess {self.preprocess!r}; expected one of {PREPROCESS_METHODS}")
         self.introduce.validate()
@@ -156,6 +162,7 @@ class EgoEngine:
         backend.preprocess = self.config.preprocess
         if self.config.max_tiles is not None:
             backend.set_max_tiles(self.config.max_tiles)
+        check_crop_tiles(backend, self.config.crop_tiles)
         if store is None:
             store = ConceptStore(backend.fingerprint(), backend.name, device=backend.device, dtype=backend.dtype)
         self.store = store
@@ -353,7 +360,7 @@ class EgoEngine:
         if not names:
             return [[] for _ in rgb]
         with self._model_call("recognition"), torch.inference_mode():
-            vts = self.backend.encode_images(rgb)
+            vts = self._encode_frames(rgb)
             self._check()
             out: list[list[Recognition]] = []
             for vt in vts:
@@ -379,7 +386,7 @@ class EgoEngine:
         rgb = to_rgb(image)
         names = self._names([name])
         with self._model_call("localisation"), torch.inference_mode():
-            vt = self.backend.encode_images([rgb])[0]
+            vt = self._encode_frames([rgb])[0]
             self._check()
             probs, attn = self._yes_probabilities(vt, names, capture=True)
             n = names[0]
@@ -393,11 +400,15 @@ class EgoEngine:
         rgb = to_rgb(image)
         names = self._names([name])
         with self._model_call("localisation"), torch.inference_mode():
-            vt = self.backend.encode_images([rgb])[0]
+            vt = self._encode_frames([rgb])[0]
             probs, attn = self._yes_probabilities(vt, names, capture=True)
             sim = similarity_map(vt.embeds, self._memory_tokens(names[0]))
             maps = {m: vt.to_map(combine(attn.get(names[0]), sim, m)) for m in MAPS}
         return vt, maps, probs[names[0]]
+
+    def _encode_frames(self, images: list[Image.Image]) -> list[VisualTokens]:
+        """Visual tokens of query frames (cropped into tiles when `crop_tiles` asks for it)."""
+        return encode_cropped(self.backend, images, self.config.crop_tiles)
 
     def _memory_tokens(self, name: str) -> torch.Tensor:
         return torch.cat([v.embeds for v in self.store.get(name).views])
@@ -426,7 +437,7 @@ class EgoEngine:
         names = self._names([name])
         name = names[0]  # the stored (NFC) spelling
         with self._model_call("recognition"), torch.inference_mode():
-            vts = self.backend.encode_images(rgb)
+            vts = self._encode_frames(rgb)
             self._check()
             question = self.backend.prompts.recognition.format(name=name)
             with stage("compose"):
@@ -615,7 +626,7 @@ class EgoEngine:
         names = self._names(concepts)
         t0 = time.perf_counter()
         with self._model_call("answering"), torch.inference_mode():
-            vts = self.backend.encode_images(images) if images else []
+            vts = self._encode_frames(images) if images else []
             self._check()
             if vts:
                 names = self._filter(names, vts[0])

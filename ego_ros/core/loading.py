@@ -30,6 +30,8 @@ _MODEL_CLASSES = {
     "gemma3": "Gemma3ForConditionalGeneration",
     "llava_next": "LlavaNextForConditionalGeneration",
     "llava_onevision": "LlavaOnevisionForConditionalGeneration",
+    "idefics3": "Idefics3ForConditionalGeneration",
+    "smolvlm": "SmolVLMForConditionalGeneration",
 }
 
 
@@ -148,7 +150,10 @@ def load_backend(model: str, device: str = "cpu", dtype: str = "auto", trust_rem
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load model {model!r}: {exc}") from exc
     prompts = load_prompts(directory)
-    backend = BACKENDS[family](net, tokenizer, image_processor, prompts=prompts, name=model)
+    try:
+        backend = BACKENDS[family](net, tokenizer, image_processor, prompts=prompts, name=model)
+    except ValueError as exc:  # the backend refuses what it cannot run exactly (a missing frame token, ...)
+        raise ModelLoadError(f"cannot use model {model!r}: {exc}") from exc
     processor, why = load_processor(source, family, trust_remote_code, local_files_only)
     probe_processor(backend, processor, why)
     return backend

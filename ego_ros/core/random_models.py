@@ -45,9 +45,21 @@ FAMILY_SPECIALS: dict[str, list[str]] = {
     "gemma3": ["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
     "llava_next": ["<image>"],
     "llava_onevision": ["<image>", "<video>"],
+    # Idefics3 / SmolVLM: the image frame, the global-image tag, one tag per tile of a split image (the
+    # processor knows up to 6 x 6 tiles) and the end of a turn, all single added tokens as in the published
+    # tokenizers.
+    "idefics3": ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+    + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)],
 }
+FAMILY_SPECIALS["smolvlm"] = FAMILY_SPECIALS["idefics3"]
 COMMON_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+#: Idefics3 / SmolVLM turns: "<|im_start|>User: ...<end_of_utterance>\nAssistant:" (the published
+#: template's form for text content), ending a turn with their own end-of-utterance token.
+IDEFICS3_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 #: Gemma 3's chat turns, as its published template renders them: a BOS first, `user` / `model` roles,
 #: text content trimmed.
 GEMMA_TEMPLATE = (
@@ -77,7 +89,14 @@ class ChatFormat:
 
 CHATML = ChatFormat(tuple(COMMON_SPECIALS), eos="<|im_end|>", pad="<|endoftext|>", bos=None,
                     template=CHATML_TEMPLATE)
+_IDEFICS3 = ChatFormat(tuple(COMMON_SPECIALS), eos="<end_of_utterance>", pad="<|endoftext|>", bos=None,
+                       template=IDEFICS3_TEMPLATE,
+                       # Idefics3's split-image prompt has "\n\n" before the global image, one token in the
+                       # published tokenizers, so the tiny one merges it too
+                       corpus=("rows\n\nof\n\ntiles\n\n",) * 4)
 CHAT_FORMATS: dict[str, ChatFormat] = {
+    "idefics3": _IDEFICS3,
+    "smolvlm": _IDEFICS3,
     "gemma3": ChatFormat(("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"), eos="<end_of_turn>",
                          pad="<pad>", bos="<bos>", template=GEMMA_TEMPLATE,
                          # Gemma's vocabulary holds runs of newlines as single tokens; so does the tiny one
@@ -386,6 +405,8 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     elif family in ("llava_next", "llava_onevision"):
         model, proc = _anyres_model(family, s, vocab, ids, dtype, device, image_px or 32, vision, vision_aspect_ratio,
                                     patch_px or 8, pinpoints)
+    elif family in ("idefics3", "smolvlm"):
+        model, proc = _idefics3_model(family, s, vocab, ids["<image>"], eos, pad, image_px, dtype, device)
     else:
         raise ValueError(f"unknown model family {family!r}; expected one of {sorted(FAMILY_SPECIALS)}")
     model.generation_config.eos_token_id = eos
@@ -458,3 +479,31 @@ def _gemma3(s: dict[str, Any], vocab: int, ids: dict[str, int], px: int | None, 
                        image_token_index=ids["<image_soft_token>"], tie_word_embeddings=s.get("tie", True))
     model = _construct(Gemma3ForConditionalGeneration, cfg, dtype, device)
     return model, Gemma3ImageProcessor(size={"height": px, "width": px}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+
+def _idefics3_model(family: str, s: dict[str, Any], vocab: int, image_token: int, eos: int, pad: int,
+                    image_px: int | None, dtype: torch.dtype, device: str) -> tuple[Any, Any]:
+    """An Idefics3 or SmolVLM model and its image processor (tiles of `image_px`, default 64 px).
+
+    The connector merges scale x scale patches as published (Idefics3 2, SmolVLM 4); the patch size is the
+    largest that leaves at least 4 x 4 tokens per tile. The processor splits large images into tiles as
+    the published ones do (longest edge up to 4 tiles)."""
+    import transformers
+
+    px = image_px or 64
+    scale = 2 if family == "idefics3" else 4
+    patch = next((p for p in (16, 14, 8, 4, 2) if px % p == 0 and (px // p) % scale == 0 and px // p // scale >= 4),
+                 None)
+    if patch is None:
+        raise ValueError(f"a {family} tile of {px} px has no patch size giving a whole {scale}x{scale} merge")
+    prefix = "Idefics3" if family == "idefics3" else "SmolVLM"
+    vcfg = dict(hidden_size=s["v_hidden"], intermediate_size=s["v_inter"], num_hidden_layers=s["v_layers"],
+                num_attention_heads=s["v_heads"], image_size=px, patch_size=patch)
+    tcfg = _text_config("llama", vocab, s["hidden"], s["layers"], s["heads"], s["kv_heads"], s["inter"],
+                        eos_token_id=eos, pad_token_id=pad)
+    cfg = getattr(transformers, f"{prefix}Config")(vision_config=vcfg, text_config=tcfg, image_token_id=image_token,
+                                                   scale_factor=scale, tie_word_embeddings=False, pad_token_id=pad)
+    model = _construct(getattr(transformers, f"{prefix}ForConditionalGeneration"), cfg, dtype, device)
+    proc = getattr(transformers, f"{prefix}ImageProcessorPil")(size={"longest_edge": 4 * px},
+                                                               max_image_size={"longest_edge": px})
+    return model, proc

@@ -57,8 +57,8 @@ class VisualBlock:
 
     def __post_init__(self) -> None:
         if self.layout is None:
-            self.layout = Layout.single(self.grid[0], self.grid[1], (0.0, 0.0, float(self.grid[1]),
-                                                                      float(self.grid[0])))
+            box = (0.0, 0.0, float(self.grid[1]), float(self.grid[0]))
+            self.layout = Layout.single(self.grid[0], self.grid[1], box)
         if self.indices is None and not self.structural:
             self.indices = self.rows.to(torch.long).cpu() * self.grid[1] + self.cols.to(torch.long).cpu()
 

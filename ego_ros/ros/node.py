@@ -232,7 +232,8 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             # with StoreLockedError (naming the holder), an unwritable memory_dir with StoreNotWritableError.
             engine = EgoEngine.load(s.model, device=device, dtype=s.dtype, store_dir=store_dir,
                                     calibration=s.calibration_file or None, strict_store=False,
-                                    request_timeout_s=float(s.request_timeout))
+                                    request_timeout_s=float(s.request_timeout),
+                                    max_tiles=int(s.max_tiles) or None)
             self._apply_engine_settings(engine)
             for name, why in sorted(engine.store.unavailable().items()):
                 log.error(f"concept {name!r} is unavailable (kept in the store, not recognised): {why}")

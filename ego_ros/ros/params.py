@@ -54,6 +54,10 @@ SPECS: tuple[ParamSpec, ...] = (
               "'image/compressed' (sensor_msgs/CompressedImage).", read_only=True,
               constraints="raw or compressed"),
     ParamSpec("autostart", False, "Configure and activate the node at start-up.", read_only=True),
+    ParamSpec("max_tiles", 0, "Most tiles per image for model families that tile (InternVL, Idefics3, "
+              "SmolVLM); 0 uses the family's default (6), 1 one tile (the paper's setting). Families that do "
+              "not tile need 0 or 1.",
+              read_only=True, int_range=(0, 64)),
     ParamSpec("frame_history", 8, "Camera frames kept for introduce_concept requests that use the latest frames.",
               read_only=True, int_range=(1, 64)),
     ParamSpec("max_tokens", 0, "K: most memory tokens kept per reference view; 0 uses max_fraction of the view's "
@@ -149,6 +153,7 @@ class Settings:
     concepts_file: str = ""
     image_transport: str = "raw"
     autostart: bool = False
+    max_tiles: int = 0
     frame_history: int = 8
     max_tokens: int = 0
     max_fraction: float = 0.2

@@ -398,10 +398,17 @@ def export(
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
     world: str = DEFAULT_WORLD,
+    query_object_size: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Write a toy benchmark in `layout` of toy `world` under `out_dir` and return its manifest (also
-    written)."""
+    written). `query_object_size` (low, high), diameters as a fraction of the image side, replaces the
+    test scenes' default object sizes (scenes.QUERY_SIZE): small objects for tiling studies."""
     _validate(layout, n_concepts, size, views, test_per_concept, negatives)
+    if query_object_size is not None:
+        lo, hi = (float(v) for v in query_object_size)
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ExportError(f"query object size must satisfy 0 < low <= high <= 1, got {query_object_size!r}")
+        query_object_size = (lo, hi)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ExportError(f"--seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
@@ -426,13 +433,15 @@ def export(
             "views": views,
             "test_per_concept": test_per_concept,
             "negatives": negatives,
+            **({"query_object_size": list(query_object_size)} if query_object_size else {}),
         },
         "concepts": {c.name: c.to_dict(concepts) for c in concepts},
     }
     if layout == "yollava":
-        _export_yollava(out, concepts, seed, size, views, test_per_concept, negatives, manifest, progress)
+        _export_yollava(out, concepts, seed, size, views, test_per_concept, negatives, manifest, progress,
+                        query_object_size)
     else:
-        _export_multi(out, concepts, seed, size, views, test_per_concept, manifest, progress)
+        _export_multi(out, concepts, seed, size, views, test_per_concept, manifest, progress, query_object_size)
     _write_json(out / MANIFEST_NAME, manifest)
     return manifest
 
@@ -454,7 +463,8 @@ def _reference_views(
             progress(f"references of {c.name}")
 
 
-def _query(c_instances: list[Instance], rng: np.random.Generator, size: int, all_concepts: list[Instance]) -> Scene:
+def _query(c_instances: list[Instance], rng: np.random.Generator, size: int, all_concepts: list[Instance],
+           object_size: tuple[float, float] | None = None) -> Scene:
     others = [i for i in all_concepts if i not in c_instances]
     n_lo = len(c_instances) if len(c_instances) > 1 else 1
     return query_scene(
@@ -465,12 +475,14 @@ def _query(c_instances: list[Instance], rng: np.random.Generator, size: int, all
         distractor_held_out=None,
         exclude=others,
         near_duplicate_p=0.3,
+        **({"object_size": object_size} if object_size else {}),
     )
 
 
 def _export_yollava(
     out: Path, concepts: list[Concept], seed: int, size: int, views: int, test_per_concept: int,
     negatives: int, manifest: dict[str, Any], progress: Callable[[str], None] | None,
+    query_object_size: tuple[float, float] | None = None,
 ) -> None:  # fmt: skip
     by_instance = {c.instance: c.name for c in concepts}
     all_concepts = list(by_instance)
@@ -503,7 +515,7 @@ def _export_yollava(
 
         qa[c.name] = {}
         for t in range(test_per_concept):
-            scene = _query([c.instance], _rng(seed, "test", ci, t), size, all_concepts)
+            scene = _query([c.instance], _rng(seed, "test", ci, t), size, all_concepts, query_object_size)
             rel = f"test/{c.name}/{t}.png"
             _write_png(out / rel, scene.image)
             images[rel] = _image_record(scene, "test", by_instance, concept=c.name)
@@ -529,6 +541,7 @@ def _yollava_question(inst: Instance, t: int, rng: np.random.Generator) -> dict[
 def _export_multi(
     out: Path, concepts: list[Concept], seed: int, size: int, views: int, test_per_concept: int,
     manifest: dict[str, Any], progress: Callable[[str], None] | None,
+    query_object_size: tuple[float, float] | None = None,
 ) -> None:  # fmt: skip
     by_instance = {c.instance: c.name for c in concepts}
     all_concepts = list(by_instance)
@@ -541,7 +554,8 @@ def _export_multi(
         folder = f"{a.name}_and_{b.name}"
         entries = []
         for t in range(test_per_concept):
-            scene = _query([a.instance, b.instance], _rng(seed, "pair-test", pi, t), size, all_concepts)
+            scene = _query([a.instance, b.instance], _rng(seed, "pair-test", pi, t), size, all_concepts,
+                           query_object_size)
             rel = f"test/{folder}/{t}.png"
             _write_png(root / rel, scene.image)
             images[f"Multi-concept/{rel}"] = _image_record(scene, "test", by_instance, pair=folder)

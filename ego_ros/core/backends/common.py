@@ -32,7 +32,7 @@ def square_pixels(backend: Backend, images: list[Image.Image], method: str | Non
 
 
 def square_grid_tokens(backend: Backend, images: list[Image.Image],
-                        box: Callable[[tuple[int, int]], tuple[float, float, float, float]]) -> list[VisualTokens]:
+                       box: Callable[[tuple[int, int]], tuple[float, float, float, float]]) -> list[VisualTokens]:
     """Visual tokens of towers with a square token grid per image (LLaVA, InternVL single tile)."""
     px = backend.pixel_inputs(images)
     cfg = backend.model.config

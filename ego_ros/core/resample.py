@@ -1,0 +1,105 @@
+"""Pillow's resampling of uint8 images reproduced bit for bit with torch ops, on any device.
+
+Why hand-written: torch's `interpolate` has no Lanczos filter (Idefics3 and SmolVLM resample with it),
+and its bicubic/bilinear kernels match Pillow only to a grey level or two. Pillow's algorithm is short:
+per axis, each output pixel is a weighted sum of the input pixels under the filter's support (widened
+by the scale when shrinking), with weights normalised, converted to 22-bit fixed point, summed with a
+rounding offset and clipped to 0..255; the two axes run one after the other, each rounding to uint8.
+Done here with the same int32 arithmetic, so the result
+equals Pillow's (Pillow 13; `test/test_resample.py` checks equality on many sizes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: Pillow's fixed-point precision for 8-bit images (32 - 8 - 2 bits)
+PRECISION_BITS = 22
+
+
+def _sinc(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x == 0, torch.ones_like(x), torch.sin(math.pi * x) / (math.pi * x))
+
+
+def _lanczos(x: torch.Tensor) -> torch.Tensor:
+    return torch.where((x >= -3.0) & (x < 3.0), _sinc(x) * _sinc(x / 3.0), torch.zeros_like(x))
+
+
+def _bilinear(x: torch.Tensor) -> torch.Tensor:
+    x = x.abs()
+    return torch.where(x < 1.0, 1.0 - x, torch.zeros_like(x))
+
+
+def _bicubic(x: torch.Tensor) -> torch.Tensor:
+    a = -0.5
+    x = x.abs()
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
+
+
+#: PIL filter number -> (filter function, support)
+FILTERS = {1: (_lanczos, 3.0), 2: (_bilinear, 1.0), 3: (_bicubic, 2.0)}
+
+
+def supported(resample: object) -> bool:
+    """True when `resample` (a PIL filter number or enum) is one this module reproduces."""
+    return int(getattr(resample, "value", resample)) in FILTERS
+
+
+def _coefficients(in_size: int, out_size: int, resample: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, K) input indices and (out, K) fixed-point weights of one axis, as Pillow computes them."""
+    fn, support = FILTERS[resample]
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = support * filterscale
+    ksize = int(math.ceil(support)) * 2 + 1
+    centre = (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale
+    # the same float64 operations in the same order as Pillow's C (a cast to int truncates toward zero)
+    xmin = torch.trunc(centre - support + 0.5).clamp(min=0).long()
+    xmax = torch.trunc(centre + support + 0.5).clamp(max=in_size).long() - xmin
+    taps = torch.arange(ksize)
+    idx = xmin[:, None] + taps[None, :]
+    valid = taps[None, :] < xmax[:, None]
+    w = fn((idx.double() - centre[:, None] + 0.5) * (1.0 / filterscale)) * valid
+    total = w.cumsum(1)[:, -1:]  # summed tap after tap, as Pillow sums
+    w = torch.where(total != 0, w / total, w)
+    # Pillow rounds each normalised weight half away from zero into fixed point
+    fixed = torch.trunc(w * (1 << PRECISION_BITS) + torch.where(w < 0, -0.5, 0.5))
+    return idx.clamp(max=in_size - 1), fixed * valid
+
+
+def _rows_pass(x: torch.Tensor, size: int, resample: int) -> torch.Tensor:
+    """(C, H, W) int32 pixel values resized along H to `size`, rounded as Pillow's uint8 pass rounds."""
+    idx, w = _coefficients(x.shape[1], size, resample)
+    idx, w = idx.to(x.device), w.to(device=x.device, dtype=torch.int32)
+    # Pillow accumulates in int32 too: the weights sum to 2^22, so 255 * 2^22 plus the negative lobes fits
+    acc = torch.full((x.shape[0], size, x.shape[2]), 1 << (PRECISION_BITS - 1), dtype=torch.int32, device=x.device)
+    for k in range(idx.shape[1]):  # one multiply-add of whole rows per filter tap
+        acc += x.index_select(1, idx[:, k]) * w[:, k, None]
+    return (acc >> PRECISION_BITS).clamp_(0, 255)
+
+
+def resize(image: torch.Tensor, height: int, width: int, resample: object) -> torch.Tensor:
+    """(3, height, width) float32 values 0..255 of a (3, H, W) uint8 (or integer-valued) image resized as
+    Pillow's `Image.resize((width, height), resample)` resizes it."""
+    filt = int(getattr(resample, "value", resample))
+    if filt not in FILTERS:
+        raise ValueError(f"resampling filter {resample!r} is not reproduced (expected one of {sorted(FILTERS)})")
+    x = image.to(torch.int32)
+    _, h0, w0 = x.shape
+    # Pillow runs the horizontal pass first, except when the width grows while the height shrinks
+    # (measured for preprocess.resize; the same rule holds here, see test/test_resample.py)
+    order = [(-1, width), (-2, height)]
+    if width > w0 and height < h0:
+        order = order[::-1]
+    for dim, size in order:
+        if x.shape[dim] == size:
+            continue
+        if dim == -1:  # columns as rows: whole-row copies are far faster than a gather along the last axis
+            x = _rows_pass(x.transpose(1, 2).contiguous(), size, filt).transpose(1, 2).contiguous()
+        else:
+            x = _rows_pass(x, size, filt)
+    return x.float()
