@@ -202,6 +202,10 @@ def build_family_processor(family: str, model: Any, tokenizer: Any, image_proces
         return build_processor("LlavaOnevisionProcessor", num_image_tokens=side * side,
                                vision_feature_select_strategy=cfg.vision_feature_select_strategy,
                                vision_aspect_ratio=cfg.vision_aspect_ratio, **parts)
+    if family == "idefics3":
+        vision = cfg.vision_config
+        side = vision.image_size // vision.patch_size // cfg.scale_factor
+        return build_processor("Idefics3Processor", image_seq_len=side * side, **parts)
     if family == "gemma3":
         # Gemma3Processor expands an image to 256 soft tokens unless told the model's count
         return build_processor("Gemma3Processor", image_seq_length=cfg.mm_tokens_per_image, **parts)

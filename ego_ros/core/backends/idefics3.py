@@ -7,6 +7,7 @@ transformers' `SmolVLMForConditionalGeneration` is `Idefics3ForConditionalGenera
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -296,6 +297,17 @@ class Idefics3Backend(Backend):
         grids.append(Grid(offset=rows * cols * side * side, rows=side, cols=side, kind="thumbnail",
                           box=whole_image(size)))
         return Layout(tuple(grids))
+
+    def processor_image_ids(self, processor: Any, image: Image.Image) -> tuple[list[int], tuple[int, int] | None]:
+        """The load-time probe asks the processor for the split this backend chose for the image (its tile
+        budget through the processor's longest-edge knob), which one call-wide setting cannot say."""
+        longest, _ = self.arrangement(image, self.max_tiles)
+        kwargs: dict[str, Any] = {"do_image_splitting": bool(longest)}
+        if longest:
+            kwargs["size"] = {"longest_edge": longest}
+        out = processor(text=[self.probe_text(processor)], images=[[image]], return_tensors="pt",
+                        add_special_tokens=False, **kwargs)
+        return [int(i) for i in out["input_ids"][0].tolist()], None
 
     def check_against_processor(self) -> None:
         """Compare, on a probe image, this backend's tiles, token count and framing with what the model's
