@@ -51,7 +51,30 @@ def main() -> None:
     world = model_world(args.model)
     engine = EgoEngine.load(args.model)
     check_crop_tiles(engine.backend, args.crop_tiles)
-    runs = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
+
+    def write() -> dict:
+        """The result file as it stands (rewritten after every run, so a stopped benchmark keeps its runs)."""
+        summary = {}
+        for spec in args.methods:
+            method, views = spec.split(":")
+            for tiles in (1, args.crop_tiles):
+                aucs = [r["auc"] for r in runs
+                        if (r["method"], r["views"], r["crop_tiles"]) == (method, int(views), tiles)]
+                if aucs:
+                    summary[f"{method}:{views}:crop_tiles={tiles}"] = {"auc_mean": sum(aucs) / len(aucs),
+                                                                       "auc": aucs}
+        result = {"model": args.model, "fingerprint": engine.backend.fingerprint(), "world": world,
+                  "seeds": args.seeds, "concepts": args.concepts, "test_per_concept": args.test_per_concept,
+                  "size": args.size, "object_size": args.object_size, "crop_tiles": args.crop_tiles,
+                  "protocol": "every test image against every concept, one concept in context",
+                  "machine": f"{platform.machine()} CPU, {args.threads} threads (shared 2-core build machine)",
+                  "runs": runs, "summary": summary}
+        out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return summary
+
     for seed in args.seeds:
         data = Path(tempfile.mkdtemp(prefix=f"tiling_small_{seed}_"))
         export(data, "yollava", args.concepts, seed=seed, size=args.size, views=5,
@@ -70,23 +93,9 @@ def main() -> None:
                              "auc_by_negative_kind": {k: v["auc"] for k, v in rec.get("by_negative_kind", {}).items()},
                              "decisions": rec["num_decisions"], "seconds": round(time.perf_counter() - t0, 1)})
                 print(json.dumps(runs[-1]), flush=True)
+                write()
     engine.config.crop_tiles = 1
-    summary = {}
-    for spec in args.methods:
-        method, views = spec.split(":")
-        for tiles in (1, args.crop_tiles):
-            aucs = [r["auc"] for r in runs if (r["method"], r["views"], r["crop_tiles"]) == (method, int(views), tiles)]
-            summary[f"{method}:{views}:crop_tiles={tiles}"] = {"auc_mean": sum(aucs) / len(aucs), "auc": aucs}
-    result = {"model": args.model, "fingerprint": engine.backend.fingerprint(), "world": world,
-              "seeds": args.seeds, "concepts": args.concepts, "test_per_concept": args.test_per_concept,
-              "size": args.size, "object_size": args.object_size, "crop_tiles": args.crop_tiles,
-              "protocol": "every test image against every concept, one concept in context",
-              "machine": f"{platform.machine()} CPU, {args.threads} threads (shared 2-core build machine)",
-              "runs": runs, "summary": summary}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(write(), indent=1))
 
 
 if __name__ == "__main__":

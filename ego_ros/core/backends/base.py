@@ -351,7 +351,8 @@ class Backend(ABC):
         """Visual tokens (projector outputs) of each RGB image.
 
         `max_pixels` tightens the pixel budget of families that keep the aspect ratio and resize to a
-        pixel budget (Qwen's smart resize); fixed-size families ignore it."""
+        pixel budget (Qwen's smart resize) and bounds the tiles of tiling families (InternVL: at most
+        max_pixels / tile area tiles, never more than `max_tiles`); fixed-size families ignore it."""
 
     def native_inputs(self, text_ids: list[int], images: list[Image.Image],
                       method: str | None = None) -> dict[str, torch.Tensor]:
