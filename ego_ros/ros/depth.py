@@ -128,6 +128,14 @@ class Intrinsics:
 
 
 @dataclass
+class Position:
+    """A located concept's 3-D point (optical frame, metres), or None and why there is none."""
+
+    point: tuple[float, float, float] | None
+    status: str = ""
+
+
+@dataclass
 class DepthFrame:
     """A depth image in metres (invalid pixels NaN) with its stamp (s)."""
 
@@ -234,5 +242,5 @@ class DepthBuffer:
             self._frames.clear()
 
 
-__all__ = ["DepthError", "DepthFrame", "DepthBuffer", "Claim", "Intrinsics", "depth_to_metres", "robust_depth",
-           "back_project", "box_in_depth", "position", "INNER_FRACTION", "CORNER_TO_CENTRE"]
+__all__ = ["DepthError", "DepthFrame", "DepthBuffer", "Claim", "Intrinsics", "Position", "depth_to_metres",
+           "robust_depth", "back_project", "box_in_depth", "position", "INNER_FRACTION", "CORNER_TO_CENTRE"]
