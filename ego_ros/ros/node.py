@@ -483,7 +483,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
                 self._answers_pub.publish(answer_msg(header, question, answer))
         debug = self._debug_pub
         if debug is not None and debug.get_subscription_count() > 0:
-            overlay = draw_recognitions(rgb, recs)
+            overlay = draw_recognitions(rgb, recs, positions)
             debug.publish(Image(header=copy_header(header), **rgb_to_image_fields(overlay, "rgb8")))
 
     def _stream_concepts(self, engine: EgoEngine) -> list[str] | None:
