@@ -38,6 +38,7 @@ setup(
             "ros-rclpy",
             "ros-rmw-fastrtps-cpp",
             "ros-sensor-msgs",
+            "ros-geometry-msgs",
             "ros-std-msgs",
             "ros-std-srvs",
             "ros-diagnostic-msgs",

@@ -120,7 +120,8 @@ class ServiceMix:
 
 
 def run(args: argparse.Namespace, say) -> dict[str, Any]:
-    camera = {"seed": 11, "width": WIDTH, "height": HEIGHT, "fps": FPS}
+    # no depth image: the node does not use it here, and it costs the camera 5-9 ms per 640x480 frame
+    camera = {"seed": 11, "width": WIDTH, "height": HEIGHT, "fps": FPS, "publish_depth": False}
     with tempfile.TemporaryDirectory(prefix="ego_soak_memory_") as memory_dir:
         node = {"model": args.model, "device": "cpu", "autostart": True, "memory_dir": memory_dir,
                 "max_rate": args.max_rate, "image_transport": "raw"}

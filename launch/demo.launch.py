@@ -3,8 +3,9 @@
     ros2 launch ego_ros demo.launch.py
 
 The node introduces the concepts of config/demo_concepts.yaml at start (reference views of the
-personal instance the camera shows) and reports them on /ego_node/recognitions; the camera's
-per-frame ground truth is on /ground_truth. `ego-ros demo` runs the same graph without launch.
+personal instance the camera shows) and reports them on /ego_node/recognitions, with 3-D points
+from the camera's depth and camera_info (also on /ego_node/positions); the camera's per-frame
+ground truth, 3-D points included, is on /ground_truth. `ego-ros demo` runs the same graph without launch.
 Arguments: model (default toy), device (default auto), seed (camera video seed).
 """
 
@@ -53,6 +54,7 @@ def generate_launch_description():
                 "concepts_file": os.path.join(config, "demo_concepts.yaml"),
                 "standing_questions": [f"What colour is {DEMO_NAME}?"],
                 "autostart": True,
+                "use_depth": True,
             },
         ],
     )

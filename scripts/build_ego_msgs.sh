@@ -72,7 +72,7 @@ fi
 missing_ros=()
 for pkg in ament_cmake ament_cmake_ros_core ament_cmake_include_directories ament_package \
            rosidl_default_generators rosidl_core_generators rosidl_default_runtime \
-           action_msgs builtin_interfaces sensor_msgs std_msgs; do
+           action_msgs builtin_interfaces geometry_msgs sensor_msgs std_msgs; do
     [[ -d "${VIRTUAL_ENV}/share/${pkg}" ]] || missing_ros+=("ros-${pkg//_/-}")
 done
 [[ ${#missing_ros[@]} -eq 0 ]] \

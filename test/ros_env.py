@@ -244,6 +244,7 @@ class FakeCamera:
         self.headers.add(header_key(header))
         FakeCamera.ALL_HEADERS.add(header_key(header))
         self.publisher.publish(msg)
+        self.last_header = header
 
     def jump(self, seconds: float) -> None:
         """Advance the stamp of the next frame by `seconds` (simulated time passing)."""
@@ -252,6 +253,52 @@ class FakeCamera:
     def close(self) -> None:
         self.node.destroy_timer(self.timer)
         self.node.destroy_publisher(self.publisher)
+
+
+class DepthCamera(FakeCamera):
+    """A FakeCamera that also publishes a depth image registered to each frame and the camera's intrinsics,
+    both with the frame's header unless told otherwise: `depth` (H, W) metres (NaN: none), encoded as
+    `encoding` (16UC1 millimetres or 32FC1 metres); its stamp shifted by `depth_offset_s`; no depth image
+    when `depth` is None and no camera_info when `info` is False. K: fx = fy = 50 px, principal point at
+    the 64x48 image's centre."""
+
+    K = (50.0, 0.0, 31.5, 0.0, 50.0, 23.5, 0.0, 0.0, 1.0)
+
+    def __init__(self, node, namespace: str, depth=None, encoding: str = "16UC1", depth_offset_s: float = 0.0,
+                 info: bool = True) -> None:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+
+        self.depth, self.encoding, self.depth_offset_s, self.info = depth, encoding, depth_offset_s, info
+        self.depth_publisher = node.create_publisher(Image, f"{namespace}/depth", qos_profile_sensor_data)
+        self.info_publisher = node.create_publisher(CameraInfo, f"{namespace}/camera_info", qos_profile_sensor_data)
+        super().__init__(node, f"{namespace}/image")
+
+    def publish_one(self) -> None:
+        import numpy as np
+        from builtin_interfaces.msg import Time
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import Header
+
+        super().publish_one()
+        header = self.last_header
+        if self.depth is not None:
+            ns = header.stamp.sec * 10**9 + header.stamp.nanosec + int(self.depth_offset_s * 1e9)
+            shifted = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id=header.frame_id)
+            h, w = self.depth.shape
+            if self.encoding == "16UC1":
+                data = np.where(np.isfinite(self.depth), np.round(self.depth * 1000), 0).astype("<u2").tobytes()
+            else:
+                data = self.depth.astype("<f4").tobytes()
+            self.depth_publisher.publish(Image(header=shifted, height=h, width=w, encoding=self.encoding,
+                                               step=len(data) // h, data=data))
+        if self.info:
+            self.info_publisher.publish(CameraInfo(header=header, width=64, height=48, k=list(self.K)))
+
+    def close(self) -> None:
+        super().close()
+        self.node.destroy_publisher(self.depth_publisher)
+        self.node.destroy_publisher(self.info_publisher)
 
 
 _NAMESPACES = itertools.count(1)

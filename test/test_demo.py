@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,10 @@ def test_demo_with_a_random_model_prints_recognitions_and_exits_cleanly(tmp_path
     assert recognitions, done.stdout
     assert any(" Q: " in line and " A: " in line for line in lines), done.stdout
     assert any(line.startswith("summary:") for line in lines), done.stdout
+    # where kona is on the latest frame: pixel point and 3-D point from the synthetic camera's depth
+    where = re.compile(rf"^where is {demo.DEMO_NAME} \(~/locate on the latest frame, .*optical frame 'camera'\): "
+                       r".* at \(\d+, \d+\) px, \([+-]\d+\.\d\d, [+-]\d+\.\d\d, \d+\.\d\d\) m")
+    assert any(where.match(line) for line in lines), done.stdout
     assert _processes_with_env("ROS_LOG_DIR", str(log_dir / "ros_log")) == []
 
 

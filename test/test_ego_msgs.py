@@ -18,6 +18,7 @@ pytestmark = pytest.mark.ros
 try:
     import rclpy
     from builtin_interfaces.msg import Time
+    from geometry_msgs.msg import Point, PointStamped
     from rclpy.action import ActionClient, ActionServer
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -25,7 +26,7 @@ try:
     from std_msgs.msg import Header
 
     from ego_msgs.action import IntroduceFromCamera
-    from ego_msgs.msg import Answer, ConceptDescription, ConceptList, ConceptLocation, Recognitions
+    from ego_msgs.msg import Answer, ConceptDescription, ConceptList, ConceptLocation, ConceptPositions, Recognitions
     from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 except ImportError as exc:  # pragma: no cover - environment problem, reported as a collection error
     raise ImportError(f"{exc}; build the interfaces first with scripts/build_ego_msgs.sh") from exc
@@ -58,6 +59,14 @@ EXPECTED_FIELDS = {
         "x": "float",
         "y": "float",
         "score": "float",
+        "has_position": "boolean",
+        "position": "geometry_msgs/Point",
+        "position_status": "string",
+    },
+    ConceptPositions: {
+        "header": HEADER,
+        "names": "sequence<string>",
+        "points": "sequence<geometry_msgs/PointStamped>",
     },
     Answer: {
         "header": HEADER,
@@ -202,7 +211,8 @@ def test_recognitions_round_trip_through_a_publisher_and_subscriber(node_pair):
         threshold=0.5,
         latency_s=0.25,
         locations=[ConceptLocation(name="my_mug", x_min=16.0, y_min=8.0, x_max=48.0, y_max=40.0, x=32.0, y=24.0,
-                                   score=0.75)],
+                                   score=0.75, has_position=True, position=Point(x=0.25, y=-0.125, z=1.5)),
+                   ConceptLocation(name="Anna", position_status="no depth frame received")],
     )
 
     def publish_until_received() -> bool:
@@ -218,6 +228,26 @@ def test_recognitions_round_trip_through_a_publisher_and_subscriber(node_pair):
     assert list(got.present) == [True, False]
     assert (got.threshold, got.latency_s) == (0.5, 0.25)
     assert list(got.locations) == list(sent.locations)
+
+
+def test_concept_positions_round_trip_with_a_stamped_point_per_name(node_pair):
+    server, client, executor = node_pair
+    topic = unique_topic("positions")
+    received: list[ConceptPositions] = []
+    client.create_subscription(ConceptPositions, topic, received.append, 10)
+    publisher = server.create_publisher(ConceptPositions, topic, 10)
+    spin_until(executor, lambda: publisher.get_subscription_count() > 0, "the subscriber to match")
+    header = Header(stamp=Time(sec=42, nanosec=123), frame_id="camera_color_optical_frame")
+    sent = ConceptPositions(header=header, names=["my_mug"],
+                            points=[PointStamped(header=header, point=Point(x=0.25, y=-0.125, z=1.5))])
+
+    def publish_until_received() -> bool:
+        if not received:
+            publisher.publish(sent)
+        return bool(received)
+
+    spin_until(executor, publish_until_received, "a ConceptPositions message")
+    assert received[0] == sent
 
 
 def test_concept_list_is_delivered_to_a_late_transient_local_subscriber(node_pair):

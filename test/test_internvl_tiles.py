@@ -52,8 +52,8 @@ def _processor_inputs(processor, images, max_tiles: int):
     return processor(images=images, text=[text], return_tensors="pt", max_patches=max_tiles)
 
 
-@pytest.mark.parametrize("size,max_tiles,tiles", [((1024, 768), 12, 13), ((640, 480), 6, 7), ((64, 64), 6, 1),
-                                                 ((4000, 1000), 6, 5), ((300, 900), 3, 4)])
+@pytest.mark.parametrize("size,max_tiles,tiles", [
+    ((1024, 768), 12, 13), ((640, 480), 6, 7), ((64, 64), 6, 1), ((4000, 1000), 6, 5), ((300, 900), 3, 4)])
 def test_an_image_is_cut_into_the_tiles_the_processor_makes(internvl, processor, size, max_tiles, tiles):
     img = random_image(1, size)
     want = _processor_inputs(processor, [img], max_tiles)["pixel_values"]

@@ -141,7 +141,8 @@ def test_console_scripts_of_the_launch_files_name_existing_main_functions():
 
 def test_ego_launch_declares_the_documented_arguments():
     declared = {ast.literal_eval(c.args[0]) for c in _calls(_tree(EGO_LAUNCH), "DeclareLaunchArgument")}
-    assert {"namespace", "image", "params_file", "concepts_file", "model", "device", "autostart"} <= declared
+    assert {"namespace", "image", "depth", "camera_info", "params_file", "concepts_file", "model", "device",
+            "autostart", "use_depth"} <= declared
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)

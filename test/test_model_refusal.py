@@ -118,8 +118,8 @@ def test_the_probe_check_passes_for_every_family(family):
     assert "on a 640x360 probe image" in checked
 
 
-@pytest.mark.parametrize("family,max_tiles", [("internvl", 1), ("internvl", 6), ("llava_next", 1),
-                                               ("llava_onevision", 2)])
+@pytest.mark.parametrize("family,max_tiles", [
+    ("internvl", 1), ("internvl", 6), ("llava_next", 1), ("llava_onevision", 2)])
 def test_the_probe_check_asks_the_processor_for_the_backends_tiles(family, max_tiles):
     rm = build_random_model(family, image_px=IMAGE_PX[family])
     backend = BACKENDS[family](rm.model, rm.tokenizer, rm.image_processor, max_tiles=max_tiles)

@@ -176,6 +176,19 @@ def test_recognition_overlay_draws_a_located_concepts_box_where_it_is():
     assert (out[20, 125] == 128).all()  # outside the box and the text panel
 
 
+def test_recognition_overlay_labels_a_concept_with_a_3d_point_with_its_depth():
+    from ego_ros.ros.depth import Position
+
+    rgb = np.full((96, 128, 3), 128, dtype=np.uint8)
+    loc = Location("mug", box=(10.0, 60.0, 40.0, 90.0), point=(25.0, 75.0), score=0.8, heatmap=np.zeros((2, 2)))
+    recs = [Recognition("mug", 0.9, True, location=loc)]
+    plain = draw_recognitions(rgb, recs, {"mug": Position(None, "no depth frame received")})
+    with_depth = draw_recognitions(rgb, recs, {"mug": Position((0.1, 0.2, 1.25))})
+    assert np.array_equal(plain, draw_recognitions(rgb, recs))  # no point: the 2-D label
+    changed = np.argwhere((plain != with_depth).any(axis=2))
+    assert len(changed) and changed[:, 0].max() < 60 and changed[:, 1].min() > 20  # above the box, after "mug"
+
+
 # ------------------------------------------------------------------------------ message conversions (ROS)
 ros = pytest.mark.ros
 

@@ -17,7 +17,9 @@ from ros_env import (
     unique_namespace,
 )
 
+from ego_ros.ros.depth import depth_to_metres
 from ego_ros.ros.synthetic_camera import RECOGNISABLE_FRACTION, ToyCamera, parse_instances
+from ego_ros.ros.synthetic_depth import CAMERA_HEIGHT_M, PITCH_DEG, PinholeCamera, encode_depth
 from ego_ros.toy.attributes import WorldError
 
 MINE = "red-heart-checkered-white-right"
@@ -64,33 +66,105 @@ def test_include_names_must_match_include():
         parse_instances([MINE], ["a", "b"])
 
 
+# ------------------------------------------------------------------------------------------- depth
+def test_intrinsics_put_the_principal_point_at_the_image_centre_with_a_60_degree_view():
+    camera = PinholeCamera.for_size(640, 480)
+    assert (camera.cx, camera.cy) == (319.5, 239.5)
+    assert camera.fx == camera.fy == pytest.approx(320 / np.tan(np.radians(30)))
+
+
+def test_the_floor_is_at_the_camera_height_over_the_pitch_sine_on_the_centre_row_and_farther_above():
+    camera = PinholeCamera.for_size(640, 480)
+    floor = camera.floor_depth()
+    assert float(camera.floor_depth_at(camera.cy)) == pytest.approx(CAMERA_HEIGHT_M / np.sin(np.radians(PITCH_DEG)))
+    assert np.all(np.diff(floor[:, 0]) < 0)  # rows nearer the top see farther floor
+    assert np.all(floor == floor[:, :1])  # a level floor: one depth per row
+
+
+def test_rows_above_the_horizon_have_no_depth_and_encode_as_zero_millimetres():
+    camera = PinholeCamera.for_size(16, 480)  # a narrow, tall view: its top rows look over the horizon
+    floor = camera.floor_depth()
+    assert np.isnan(floor[0]).all() and np.isfinite(floor[-1]).all()
+    raw = np.frombuffer(encode_depth(floor, "16UC1"), dtype="<u2").reshape(floor.shape)
+    assert (raw[0] == 0).all()
+
+
+def test_each_object_has_one_depth_nearer_than_the_floor_behind_it_and_the_floor_is_elsewhere():
+    camera = ToyCamera(1, 320, 240, include=[MINE], include_names=["kona"], include_p=1.0)
+    floor = camera.pinhole.floor_depth()
+    for _ in range(10):
+        frame = camera.next_frame()
+        masks = frame.masks
+        background = ~masks.any(axis=0)
+        np.testing.assert_array_equal(frame.depth[background], floor[background])
+        for entry, mask in zip(frame.truth, masks):
+            if mask.any():
+                assert np.all(frame.depth[mask] == np.float32(entry.where.depth_m))
+                assert np.all(frame.depth[mask] <= floor[mask])
+
+
+def test_ground_truth_3d_point_projects_to_the_mask_centroid_at_the_objects_depth():
+    camera = ToyCamera(1, 320, 240, include=[MINE], include_names=["kona"], include_p=1.0)
+    k = camera.pinhole
+    for _ in range(5):
+        for entry in camera.next_frame().truth:
+            where = entry.where
+            if where.position is None:
+                continue
+            x, y, z = where.position
+            assert z == where.depth_m
+            u, v = k.fx * x / z + k.cx, k.fy * y / z + k.cy
+            assert (u + 0.5, v + 0.5) == pytest.approx(where.centroid)
+            x0, y0, x1, y1 = where.box
+            assert x0 <= where.centroid[0] <= x1 and y0 <= where.centroid[1] <= y1
+
+
+@pytest.mark.parametrize(("encoding", "atol"), [("16UC1", 0.0005), ("32FC1", 1e-6)])
+def test_depth_encodings_read_back_as_the_rendered_metres(encoding, atol):
+    depth = ToyCamera(0, 64, 48).next_frame().depth
+    back = depth_to_metres(encode_depth(depth, encoding), encoding, 64, 48)
+    np.testing.assert_allclose(back, depth, atol=atol)
+
+
+def test_a_camera_without_depth_makes_frames_without_it():
+    frame = ToyCamera(0, 64, 48, depth=False).next_frame()
+    assert frame.depth is None and all(e.where is None for e in frame.truth)
+
+
 # ------------------------------------------------------------------------------------ the ROS node
 def _camera_command(params: dict, namespace: str = "") -> list[str]:
     remap = ["-r", f"__ns:={namespace}"] if namespace else []
     return [sys.executable, "-m", "ego_ros.ros.synthetic_camera", "--ros-args", *ros_param_args(params), *remap]
 
 
-def _collect(tmp_path, params: dict, frames: int, compressed: bool = False) -> tuple[list, list, int]:
-    """Run the camera for `frames` frames (reliable, from frame 0); return images, truths, exit code."""
+def _collect(tmp_path, params: dict, frames: int, compressed: bool = False, depth: list | None = None,
+             infos: list | None = None) -> tuple[list, list, int]:
+    """Run the camera for `frames` frames (reliable, from frame 0); return images, truths, exit code.
+    Depth images and camera_info go to `depth` and `infos` when given."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     from ego_msgs.msg import Recognitions
 
     domain = next_domain()
     ns = unique_namespace("camera")  # topics of its own even if another test run shares the domain
     topic = f"{ns}/image/compressed" if compressed else f"{ns}/image"
-    params = {**params, "max_frames": frames, "wait_for_subscribers": 1,
-              f"qos_overrides.{topic}.publisher.reliability": "reliable",
-              f"qos_overrides.{topic}.publisher.depth": frames}
+    params = {**params, "max_frames": frames, "wait_for_subscribers": 1}
+    for t in (topic, f"{ns}/depth", f"{ns}/camera_info"):
+        params.update({f"qos_overrides.{t}.publisher.reliability": "reliable",
+                       f"qos_overrides.{t}.publisher.depth": frames})
     reliable = QoSProfile(depth=frames, reliability=ReliabilityPolicy.RELIABLE)
     images, truths = [], []
     with ros_client(domain, log_dir=tmp_path / "log") as (node, executor):
         node.create_subscription(CompressedImage if compressed else Image, topic, images.append, reliable)
         node.create_subscription(Recognitions, f"{ns}/ground_truth", truths.append, reliable)
+        if depth is not None:
+            node.create_subscription(Image, f"{ns}/depth", depth.append, reliable)
+            node.create_subscription(CameraInfo, f"{ns}/camera_info", infos.append, reliable)
         proc = start_process(_camera_command(params, ns), ros_env(domain, tmp_path / "log"), tmp_path / "camera.log")
         try:
-            spin_until(executor, lambda: len(images) >= frames and len(truths) >= frames, 60.0)
+            spin_until(executor, lambda: len(images) >= frames and len(truths) >= frames
+                       and (depth is None or (len(depth) >= frames and len(infos) >= frames)), 60.0)
             proc.wait(30)
         finally:
             code = stop_process(proc)
@@ -102,11 +176,23 @@ def _collect(tmp_path, params: dict, frames: int, compressed: bool = False) -> t
 @pytest.mark.ros
 def test_camera_node_publishes_the_seeded_frames_with_matching_ground_truth(tmp_path):
     params = {"seed": 5, "include": [MINE], "include_names": ["kona"], "include_p": 1.0, "frame_id": "cam_optical"}
-    images, truths, code = _collect(tmp_path, params, 12)
+    depth, infos = [], []
+    images, truths, code = _collect(tmp_path, params, 12, depth=depth, infos=infos)
     assert code == 0
     reference = ToyCamera(5, 640, 480, include=[MINE], include_names=["kona"], include_p=1.0)
-    for image, truth in zip(images, truths):
+    assert len(depth) == len(infos) == 12
+    for image, truth, depth_image, info in zip(images, truths, depth, infos):
         expected = reference.next_frame()
+        assert depth_image.header == info.header == image.header  # registered: same stamp and frame_id
+        assert (depth_image.width, depth_image.height, depth_image.encoding) == (640, 480, "16UC1")
+        np.testing.assert_allclose(depth_to_metres(depth_image.data, "16UC1", 640, 480, depth_image.step),
+                                   expected.depth, atol=0.0005)
+        assert (info.width, info.height) == (640, 480) and list(info.k) == reference.pinhole.k
+        visible = [e for e in expected.truth if e.where.box is not None]
+        assert [loc.name for loc in truth.locations] == [e.name for e in visible]
+        for loc, entry in zip(truth.locations, visible):
+            assert loc.has_position and (loc.x, loc.y) == pytest.approx(entry.where.centroid, abs=1e-3)
+            assert (loc.position.x, loc.position.y, loc.position.z) == pytest.approx(entry.where.position)
         assert (image.width, image.height, image.encoding, image.step) == (640, 480, "rgb8", 640 * 3)
         assert bytes(image.data) == expected.image.tobytes()
         assert image.header == truth.header  # same stamp and frame_id on frame and ground truth

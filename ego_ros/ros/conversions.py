@@ -11,6 +11,7 @@ import traceback
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -21,6 +22,7 @@ from ..core.engine import Recognition
 from ..core.errors import EgoError
 from ..core.localise import Location
 from ..core.memory import ConceptMemory
+from .depth import Position
 from .image_conversion import ImageConversionError, compressed_to_rgb, image_fields_to_rgb
 
 
@@ -84,8 +86,12 @@ def concept_description(memory: ConceptMemory) -> ConceptDescription:
     )
 
 
-def recognitions_msg(header: Header, results: list[Recognition], threshold: float, latency_s: float) -> Recognitions:
+def recognitions_msg(header: Header, results: list[Recognition], threshold: float, latency_s: float,
+                     positions: dict[str, Position] | None = None) -> Recognitions:
     """A Recognitions message; concepts the similarity filter left out are omitted, as the message specifies.
+
+    `positions` (name -> Position, when the node uses depth) gives the located concepts their
+    3-D points or the reason they have none.
 
     `present` is decided here on the float32 values the message carries, so that present[i] is
     exactly probabilities[i] >= threshold for any reader, whatever the threshold was changed to.
@@ -99,16 +105,24 @@ def recognitions_msg(header: Header, results: list[Recognition], threshold: floa
         present=(probabilities >= np.float32(threshold)).tolist(),
         threshold=float(threshold),
         latency_s=float(latency_s),
-        locations=[location_msg(r.location) for r in scored if r.location is not None],
+        locations=[location_msg(r.location, (positions or {}).get(r.name)) for r in scored if r.location is not None],
     )
 
 
-def location_msg(location: Location) -> ConceptLocation:
-    """A concept's location in the input image's pixels."""
+def location_msg(location: Location, position: Position | None = None) -> ConceptLocation:
+    """A concept's location in the input image's pixels, with its 3-D point (or why none) when `position`
+    is given."""
     x0, y0, x1, y1 = location.box
-    return ConceptLocation(name=location.name, x_min=float(x0), y_min=float(y0), x_max=float(x1),
-                           y_max=float(y1), x=float(location.point[0]), y=float(location.point[1]),
-                           score=float(location.score))
+    msg = ConceptLocation(name=location.name, x_min=float(x0), y_min=float(y0), x_max=float(x1),
+                          y_max=float(y1), x=float(location.point[0]), y=float(location.point[1]),
+                          score=float(location.score))
+    if position is not None:
+        if position.point is not None:
+            msg.has_position = True
+            msg.position = Point(x=position.point[0], y=position.point[1], z=position.point[2])
+        else:
+            msg.position_status = position.status
+    return msg
 
 
 def answer_msg(header: Header, question: str, answer: EngineAnswer, latency_s: float | None = None) -> Answer:

@@ -5,7 +5,10 @@ instance `DEMO_INSTANCE`, with per-frame ground truth) and `ego_node`, on a free
 discovery limited to this machine. It introduces the concept `DEMO_NAME` through the node's
 ``~/introduce_concept`` service from reference views rendered in the toy world (the same views as
 ``config/demo_concepts/``), prints each recognition next to the camera's ground truth for the frame
-with the same stamp, and the answers to a standing question, then stops both processes with SIGTERM.
+with the same stamp (with where the node located it: pixel point, and 3-D point from the camera's depth,
+since the node runs with use_depth), and the answers to a standing question; last it asks ``~/locate``
+where the concept is on the latest frame and prints the pixel and 3-D point next to the ground truth's,
+then stops both processes with SIGTERM.
 Children also get SIGTERM if the demo itself dies (Linux parent-death signal).
 
 `RosGraph` is the reusable part (the benchmark ``bench/ros_stream.py`` drives the same graph).
@@ -186,6 +189,8 @@ class Sample:
     probabilities: list[float]
     present: list[bool]
     latency_s: float
+    #: name -> ego_msgs/ConceptLocation of the located concepts
+    locations: dict[str, Any] = field(default_factory=dict)
 
 
 class RosGraph:
@@ -351,7 +356,8 @@ class RosGraph:
     def _on_recognitions(self, msg) -> None:
         stamp = msg.header.stamp
         sample = Sample(time.time(), stamp.sec + stamp.nanosec * 1e-9, (stamp.sec, stamp.nanosec), list(msg.names),
-                        [float(p) for p in msg.probabilities], [bool(p) for p in msg.present], float(msg.latency_s))
+                        [float(p) for p in msg.probabilities], [bool(p) for p in msg.present], float(msg.latency_s),
+                        {loc.name: loc for loc in msg.locations})
         self.recognitions.append(sample)
         if self.on_recognition is not None:
             self.on_recognition(sample)
@@ -448,6 +454,15 @@ class RosGraph:
             raise DemoError(f"ego_node could not answer {question!r}: {reply.message}")
         return reply.answer
 
+    def locate(self, name: str, timeout: float):
+        """Where is `name` on the latest camera frame (``~/locate``); returns the reply."""
+        from ego_msgs.srv import Locate
+
+        reply = self.call(Locate, f"/{NODE_NAME}/locate", Locate.Request(name=name), timeout, f"locating {name!r}")
+        if not reply.success:
+            raise DemoError(f"ego_node could not locate {name!r}: {reply.message}")
+        return reply
+
     def truth_for(self, key: tuple[int, int]):
         return self.truth.get(key)
 
@@ -460,6 +475,9 @@ class DemoResult:
     agreed: int = 0
     answers: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
+    located: int = 0
+    located_3d: int = 0
+    where: str = ""
     model: str = ""
     domain_id: int | None = None
 
@@ -485,6 +503,26 @@ def _truth_text(truth, name: str) -> tuple[str, bool | None]:
     frac = float(truth.probabilities[i])
     state = "present" if recognisable else ("partly visible" if frac > 0 else "out of view")
     return f"truth: {state} ({frac:.0%} visible)", recognisable
+
+
+def _where_text(location) -> str:
+    """Where a ConceptLocation puts its concept: pixel point, and 3-D point (m, optical frame) or why none."""
+    text = f"at ({location.x:.0f}, {location.y:.0f}) px"
+    if location.has_position:
+        p = location.position
+        return text + f", ({p.x:+.2f}, {p.y:+.2f}, {p.z:.2f}) m"
+    return text + (f", no 3-D: {location.position_status}" if location.position_status else "")
+
+
+def _truth_where(truth, name: str, pixels: bool = True) -> str:
+    """The ground truth's pixel centroid and 3-D point of `name` in a frame ('' when it is not visible)."""
+    if truth is None:
+        return ""
+    for loc in truth.locations:
+        if loc.name == name:
+            p = loc.position
+            return "truth " + (_where_text(loc) if pixels else f"({p.x:+.2f}, {p.y:+.2f}, {p.z:.2f}) m")
+    return ""
 
 
 def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, domain_id: int | None = None,
@@ -515,7 +553,8 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
     with (contextlib.nullcontext(str(Path(log_dir) / "memory")) if log_dir is not None
           else tempfile.TemporaryDirectory(prefix="ego_demo_memory_")) as memory_dir:
         node_params = {"model": model, "device": device, "autostart": True, "memory_dir": memory_dir,
-                       "image_transport": transport, "standing_questions": [DEMO_QUESTION], "max_new_tokens": 16}
+                       "image_transport": transport, "standing_questions": [DEMO_QUESTION], "max_new_tokens": 16,
+                       "use_depth": True}
         graph = RosGraph(camera_params, node_params, domain_id=domain_id, log_dir=log_dir, say=say)
         try:
             with graph:
@@ -543,7 +582,8 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
                     if DEMO_NAME not in s.names:
                         return
                     i = s.names.index(DEMO_NAME)
-                    text, truth = _truth_text(graph.truth_for(s.key), DEMO_NAME)
+                    truth_msg = graph.truth_for(s.key)
+                    text, truth = _truth_text(truth_msg, DEMO_NAME)
                     verdict = ""
                     if truth is not None:
                         result.compared += 1
@@ -551,8 +591,15 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
                         verdict = "  ok" if truth == s.present[i] else "  MISS"
                     result.recognitions += 1
                     result.latencies_s.append(max(0.0, s.arrival - s.stamp))
+                    where = s.locations.get(DEMO_NAME)
+                    if where is not None:
+                        result.located += 1
+                        result.located_3d += int(where.has_position)
                     say(f"  {_clock(s.stamp)}  {DEMO_NAME} P={s.probabilities[i]:.2f} "
-                        f"{'present' if s.present[i] else 'absent ':7s}   {text}{verdict}")
+                        f"{'present' if s.present[i] else 'absent ':7s}   {text}{verdict}"
+                        + (f"   {_where_text(where)}" if where is not None else "")
+                        + (f" [{_truth_where(truth_msg, DEMO_NAME, pixels=False)}]"
+                           if where is not None and where.has_position and _truth_where(truth_msg, DEMO_NAME) else ""))
 
                 last_answer = {"at": -1e9}
 
@@ -579,11 +626,21 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
                 if result.recognitions == 0:
                     raise DemoError(f"no recognitions of {DEMO_NAME!r} arrived in {seconds + request_timeout:g} s; "
                                     f"last lines of the node's log:\n{graph.children[-1].tail()}")
+                reply = graph.locate(DEMO_NAME, request_timeout)
+                stamp = reply.header.stamp
+                truth = _truth_where(graph.truth_for((stamp.sec, stamp.nanosec)), DEMO_NAME)
+                result.where = _where_text(reply.location)
+                say(f"where is {DEMO_NAME} (~/locate on the latest frame, {_clock(stamp.sec + stamp.nanosec * 1e-9)}, "
+                    f"optical frame {reply.header.frame_id!r}): "
+                    + (f"found (P={reply.probability:.2f}) " if reply.found
+                       else f"not found (P={reply.probability:.2f}); best guess ")
+                    + result.where + (f"; {truth}" if truth else ""))
                 lat = sorted(result.latencies_s)
                 say(f"summary: {result.recognitions} recognition(s) in {seconds:g} s "
                     f"({result.recognitions / seconds:.1f} Hz), frame-to-recognition latency p50 "
                     f"{lat[len(lat) // 2] * 1000:.0f} ms; agreement with the ground truth "
-                    f"{result.agreed}/{result.compared}")
+                    f"{result.agreed}/{result.compared}; located {result.located} time(s), "
+                    f"{result.located_3d} with a 3-D point")
                 if model.startswith("random:"):
                     say("note: a random model's probabilities and answers are meaningless; this run checks the "
                         "plumbing")

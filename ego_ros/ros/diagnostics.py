@@ -7,7 +7,9 @@ The level follows these rules (`assess`, a pure function, so they are tested wit
          concepts_file entry could not be introduced; or, while active: no camera frame for
          `frame_timeout` seconds (since activation if none came), the last frame failed, or
          processing fell below half of min(max_rate, input rate) over the last RATE_WINDOW_S seconds
-         while frames arrived (checked once the node has been active for a whole window).
+         while frames arrived (checked once the node has been active for a whole window); or, with
+         use_depth, the last processed frame got no 3-D positions (no depth frame, a stale one, no
+         camera_info, unusable sizes: the reason is given; its locations are 2-D only).
   OK     none of these.
 Every rule that holds adds its sentence to the message; the level is the worst of them.
 """
@@ -47,6 +49,8 @@ class Health:
     input_rate: float | None = None
     processed_rate: float | None = None
     max_rate: float = 5.0
+    #: with use_depth: why the last processed frame had no 3-D positions (empty: it had)
+    depth_status: str = ""
 
 
 def assess(h: Health) -> tuple[bytes, str]:
@@ -69,6 +73,8 @@ def assess(h: Health) -> tuple[bytes, str]:
             if h.processed_rate < SLOW_SHARE * expected:
                 warnings.append(f"processing {h.processed_rate:.2f} Hz over the last {RATE_WINDOW_S:g} s, below "
                                 f"{SLOW_SHARE:.0%} of min(max_rate {h.max_rate:g} Hz, input {h.input_rate:.2f} Hz)")
+        if h.depth_status:
+            warnings.append(f"no 3-D positions (2-D locations only): {h.depth_status}")
     if warnings:
         return WARN, "; ".join(warnings)
     return OK, h.state
@@ -124,7 +130,8 @@ class DiagnosticsMixin:
         return Health(state=self._state, configure_error=self._configure_error,
                       unavailable=self._unavailable(engine), problems=list(self._problems),
                       last_frame_error=self._stats.last_error, silent_s=silent_s, frame_timeout=float(s.frame_timeout),
-                      topic=topic, input_rate=input_rate, processed_rate=processed_rate, max_rate=float(s.max_rate))
+                      topic=topic, input_rate=input_rate, processed_rate=processed_rate, max_rate=float(s.max_rate),
+                      depth_status=self._depth_status if self._uses_depth() else "")
 
     def _diagnostic_status(self) -> DiagnosticStatus:
         s, st, engine = self._settings, self._stats, self._engine
@@ -150,6 +157,9 @@ class DiagnosticsMixin:
             "frames_failed": st.failed,
             "introducing": self._introducing or "",
             "store_problems": len(self._problems) + len(health.unavailable),
+            "use_depth": self._uses_depth(),
+            "depth_frames_received": self._depth_received,
+            "positions_status": (health.depth_status or "ok") if self._uses_depth() else "",
         }
         for key, mib in sorted(self._memory_report.items()):
             values[f"memory_{key}"] = f"{mib:.2f}"

@@ -7,9 +7,12 @@ Interface (names relative to the node; remap `image` to the camera):
   Publishes    ~/recognitions (ego_msgs/Recognitions, with the located concepts' boxes and points),
                ~/answers (ego_msgs/Answer, standing questions),
                ~/concepts (ego_msgs/ConceptList, transient local, on every change),
+               ~/positions (ego_msgs/ConceptPositions: the located concepts' 3-D points, with use_depth),
                ~/debug/image (sensor_msgs/Image, only while subscribed), /diagnostics.
+  With use_depth also subscribes depth (sensor_msgs/Image, registered to the colour camera) and
+               camera_info (sensor_msgs/CameraInfo), sensor-data QoS (positions.py).
   Services     ~/introduce_concept, ~/remove_concept, ~/rename_concept, ~/list_concepts, ~/ask, ~/caption,
-               ~/locate (where is NAME: box and point in the image, whether it was found)
+               ~/locate (where is NAME: box and point in the image, 3-D point with depth, whether it was found)
   Action       ~/introduce_from_camera (ego_msgs/action/IntroduceFromCamera)
 
 Lifecycle: configure loads the model and the concept store (and introduces the concepts_file),
@@ -34,7 +37,8 @@ executor thread is never blocked by the model. Consequences, by design:
 
 Code layout: this module holds the lifecycle, the parameters and the streaming worker; the services
 are in services.py, the camera introduction action in introduce_action.py, the model thread in
-model_thread.py, diagnostics in diagnostics.py and what the request handlers share in
+model_thread.py, diagnostics in diagnostics.py, the 3-D part (depth matching, ~/positions) in
+positions.py and what the request handlers share in
 request_helpers.py (each a mixin of EgoNode).
 """
 
@@ -71,7 +75,7 @@ from rclpy.task import Future
 from sensor_msgs.msg import CompressedImage, Image
 
 from ego_msgs.action import IntroduceFromCamera
-from ego_msgs.msg import Answer, ConceptList, Recognitions
+from ego_msgs.msg import Answer, ConceptList, ConceptPositions, Recognitions
 from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 
 from ..core.engine import EgoEngine
@@ -94,6 +98,7 @@ from .introduce_action import IntroduceActionMixin
 from .model_thread import ModelThreadMixin, PoolClosedError
 from .overlay import draw_recognitions
 from .params import SPECS, STRING_ARRAY, ParameterValueError, Settings, validate
+from .positions import PositionsMixin
 from .request_helpers import RequestHelpersMixin
 from .services import ServicesMixin
 
@@ -107,7 +112,7 @@ WORKER_JOIN_S = 10.0
 
 
 class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThreadMixin, RequestHelpersMixin,
-              LifecycleNode):
+              PositionsMixin, LifecycleNode):
     """Lifecycle node around an EgoEngine. See the module docstring for the interface and threads."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -122,6 +127,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         self._frames_group = MutuallyExclusiveCallbackGroup()
         self._requests_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
+        self._depth_group = MutuallyExclusiveCallbackGroup()
 
         self._engine: EgoEngine | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -144,6 +150,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         self._recognitions_pub = None
         self._answers_pub = None
         self._debug_pub = None
+        self._init_positions()
 
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -206,6 +213,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         engine = self._engine
         if engine is not None:
             self._apply_engine_settings(engine)
+        self._apply_depth_settings({p.name for p in params})
 
     def _apply_engine_settings(self, engine: EgoEngine) -> None:
         s = self._settings
@@ -258,6 +266,8 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         self._answers_pub = self.create_lifecycle_publisher(
             Answer, "~/answers", outputs, qos_overriding_options=overridable)
         self._debug_pub = self.create_lifecycle_publisher(Image, "~/debug/image", QoSProfile(depth=1))
+        self._positions_pub = self.create_lifecycle_publisher(
+            ConceptPositions, "~/positions", outputs, qos_overriding_options=overridable)
         self._state = "inactive"
         self._publish_concepts()
         log.info(f"configured: {len(engine.store)} concepts ({', '.join(engine.store.names()) or 'none'}); "
@@ -294,6 +304,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             self._subscription = self.create_subscription(
                 msg_type, topic, self._on_frame, QoSProfile(**_qos_fields(qos_profile_sensor_data)),
                 callback_group=self._frames_group, qos_overriding_options=QoSOverridingOptions.with_default_policies())
+            self._start_depth()
             self._stop.clear()
             self._worker = threading.Thread(target=self._worker_loop, name="ego_stream", daemon=True)
             self._worker.start()
@@ -350,6 +361,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
+        self._stop_depth()
         self._frames.clear()
         if self._state == "active":
             self._state = "inactive"
@@ -368,7 +380,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
         self._engine = None
         if engine is not None:
             engine.close()  # releases memory_dir's writer lock for the next configure or process
-        for name in ("_recognitions_pub", "_answers_pub", "_debug_pub"):
+        for name in ("_recognitions_pub", "_answers_pub", "_debug_pub", "_positions_pub"):
             pub = getattr(self, name)
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
@@ -444,27 +456,35 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             answers = [(q, engine.ask(rgb, q, names, settings.max_new_tokens)) for q in questions]
             return recs, threshold, answers
 
-        try:
-            future = pool.submit(self._job, job)
-        except RuntimeError as exc:  # the pool was shut down by cleanup
-            raise PoolClosedError() from exc
-        recs, threshold, answers = future.result()
         header = msg.header
+        claim = self._claim_depth(header)  # depth frames arriving while the model runs still match
+        try:
+            try:
+                future = pool.submit(self._job, job)
+            except RuntimeError as exc:  # the pool was shut down by cleanup
+                raise PoolClosedError() from exc
+            recs, threshold, answers = future.result()
+        finally:
+            colour_size = (rgb.shape[1], rgb.shape[0])
+            depth = self._settle_depth(claim, colour_size)
         if not rclpy.ok(context=self.context) or self._stop.is_set():
             return
+        positions = self._frame_positions(depth, [r.location for r in recs if r.considered and r.location],
+                                          colour_size)
         latency = time.perf_counter() - t0
         self._stats.processed += 1
         self._stats.last_latency_s = latency
         self._stats.latencies.append(latency)
         pub = self._recognitions_pub
         if pub is not None:
-            pub.publish(recognitions_msg(header, recs, threshold, latency))
+            pub.publish(recognitions_msg(header, recs, threshold, latency, positions))
+        self._publish_positions(header, positions)
         if self._answers_pub is not None:
             for question, answer in answers:
                 self._answers_pub.publish(answer_msg(header, question, answer))
         debug = self._debug_pub
         if debug is not None and debug.get_subscription_count() > 0:
-            overlay = draw_recognitions(rgb, recs)
+            overlay = draw_recognitions(rgb, recs, positions)
             debug.publish(Image(header=copy_header(header), **rgb_to_image_fields(overlay, "rgb8")))
 
     def _stream_concepts(self, engine: EgoEngine) -> list[str] | None:

@@ -1,8 +1,9 @@
 """Debug images drawn with OpenCV: recognitions on a camera frame, and a concept's selected patches.
 
 A frame overlay lists the scored concepts with their probabilities (present ones highlighted) and draws
-each located concept's box, peak point and label. After an introduction, the reference view is
-shown dimmed except for the visual tokens the memory kept, which is what the model will look for.
+each located concept's box, peak point and label (with its depth when it has a 3-D point). After an
+introduction, the reference view is shown dimmed except for the visual tokens the memory kept, which is
+what the model will look for.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..core.engine import Recognition
+from .depth import Position
 
 _PRESENT = (40, 220, 40)  # RGB
 _ABSENT = (200, 200, 200)
@@ -42,21 +44,24 @@ def _panel(image: np.ndarray, lines: Sequence[tuple[str, tuple[int, int, int]]])
         cv2.putText(image, text, (6, y), _FONT, scale, colour, thick, cv2.LINE_AA)
 
 
-def draw_recognitions(rgb: np.ndarray, recognitions: Sequence[Recognition]) -> np.ndarray:
-    """A copy of the frame listing each scored concept and its probability; present ones in green."""
+def draw_recognitions(rgb: np.ndarray, recognitions: Sequence[Recognition],
+                      positions: dict[str, Position] | None = None) -> np.ndarray:
+    """A copy of the frame listing each scored concept and its probability; present ones in green. A located
+    concept with a 3-D point in `positions` is labelled with its depth (z, metres)."""
     out = np.ascontiguousarray(rgb, dtype=np.uint8).copy()
     scored = sorted((r for r in recognitions if r.considered), key=lambda r: -r.probability)
     lines = [(f"{'[x]' if r.present else '[ ]'} {r.name} {r.probability:.2f}", _PRESENT if r.present else _ABSENT)
              for r in scored]
     for r in scored:
         if r.location is not None:
-            _draw_location(out, r)
+            position = (positions or {}).get(r.name)
+            _draw_location(out, r, None if position is None or position.point is None else position.point[2])
     _panel(out, lines or [("no concepts", _ABSENT)])
     return out
 
 
-def _draw_location(image: np.ndarray, rec: Recognition) -> None:
-    """The concept's box, a cross on its peak and its name above the box (in place)."""
+def _draw_location(image: np.ndarray, rec: Recognition, depth_m: float | None = None) -> None:
+    """The concept's box, a cross on its peak and its name (and depth) above the box (in place)."""
     loc = rec.location
     colour = _PRESENT if rec.present else _ABSENT
     scale, thick = _text_scale(image)
@@ -64,7 +69,8 @@ def _draw_location(image: np.ndarray, rec: Recognition) -> None:
     cv2.rectangle(image, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, thick)
     px, py = int(loc.point[0]), int(loc.point[1])
     cv2.drawMarker(image, (px, py), colour, cv2.MARKER_CROSS, max(5, int(10 * scale)), thick)
-    cv2.putText(image, rec.name, (x0, max(int(12 * scale), y0 - 3)), _FONT, scale, colour, thick, cv2.LINE_AA)
+    label = rec.name if depth_m is None else f"{rec.name} {depth_m:.2f} m"
+    cv2.putText(image, label, (x0, max(int(12 * scale), y0 - 3)), _FONT, scale, colour, thick, cv2.LINE_AA)
 
 
 def draw_memory_view(rgb: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int], title: str) -> np.ndarray:

@@ -78,6 +78,11 @@ SPECS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 1.0)),
     ParamSpec("locate", "present", "Which concepts get a location (box, point) in ~/recognitions: present (those "
               "judged present), all (every scored concept) or off.", constraints="present, all or off"),
+    ParamSpec("use_depth", False, "3-D positions: subscribe to 'depth' (sensor_msgs/Image, 16UC1 mm or 32FC1 m, "
+              "registered to the colour camera) and 'camera_info' (its sensor_msgs/CameraInfo) and give every located "
+              "concept a 3-D point in the colour camera's optical frame (Recognitions.locations, ~/positions)."),
+    ParamSpec("depth_tolerance", 0.05, "Largest stamp difference in seconds between a colour frame and the depth "
+              "frame matched to it; a frame without one keeps 2-D locations only.", float_range=(0.0, 10.0)),
     ParamSpec("max_new_tokens", 64, "Default limit of generated tokens for answers and captions.",
               int_range=(1, 4096)),
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest accepted input image in pixels (width * height); "
@@ -164,6 +169,8 @@ class Settings:
     max_context_concepts: int = 16
     threshold: float = 0.5
     locate: str = "present"
+    use_depth: bool = False
+    depth_tolerance: float = 0.05
     max_new_tokens: int = 64
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     request_timeout: float = 120.0

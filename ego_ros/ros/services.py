@@ -21,8 +21,10 @@ from .conversions import (
     concept_description,
     frame_to_rgb,
     image_to_rgb,
+    is_empty_image,
     location_msg,
 )
+from .depth import Position
 from .image_conversion import ImageConversionError, compressed_to_rgb
 from .request_helpers import MAX_VIEWS, NodeStateError
 
@@ -150,17 +152,29 @@ class ServicesMixin:
         return response
 
     async def _srv_locate(self, request: Locate.Request, response: Locate.Response) -> Locate.Response:
-        """Where is NAME: located whether or not it is judged present (found says which)."""
+        """Where is NAME: located whether or not it is judged present (found says which); on the latest camera
+        frame with its 3-D point when the node uses depth (a request image has no depth frame)."""
         try:
             engine = self._require_engine()
             name = engine.store.get(validate_name(request.name)).name  # unknown: refused before queueing
             rgb, header = self._request_image(request.image)
-            rec = await self._on_model_thread(engine.locate, rgb, name)
+            size = (rgb.shape[1], rgb.shape[0])
+            claim = self._claim_depth(header) if is_empty_image(request.image) else None
+            try:
+                rec = await self._on_model_thread(engine.locate, rgb, name)
+            finally:
+                depth = self._settle_depth(claim, size)  # a claim is always settled, also on failure
         except Exception as exc:  # noqa: BLE001
             return self._fail(response, exc, "locate")
         response.success = True
         response.found = bool(rec.present)
         response.probability = float(rec.probability)
-        response.location = location_msg(rec.location)
+        if depth is not None:
+            position = depth.locate(rec.location, size)
+        elif self._uses_depth():
+            position = Position(None, "an image given in the request has no depth frame")
+        else:
+            position = None
+        response.location = location_msg(rec.location, position)
         response.header = header
         return response

@@ -6,13 +6,19 @@ Publishes (relative names, change them by remapping):
   of moving objects (`ego_ros.toy.video.VideoStream`).
 * ``image/compressed`` (sensor_msgs/CompressedImage, JPEG), only with ``publish_compressed:=true``;
   encoded only while someone subscribes.
+* ``depth`` (sensor_msgs/Image, 16UC1 millimetres by default or 32FC1 metres, sensor-data QoS) and
+  ``camera_info`` (sensor_msgs/CameraInfo: pinhole K, no distortion), with ``publish_depth`` (default
+  true): the depth image registered to the colour image (same size, stamp and frame_id), a floor plane
+  plus an exact depth per object (`ego_ros.ros.synthetic_depth` describes the geometry).
 * ``ground_truth`` (ego_msgs/Recognitions, reliable): which instances are in each frame, with the
   same header (stamp and frame_id) as the frame. One entry per object of the current clip:
   ``names[i]`` is the concept name given for an included instance (parameter ``include_names``),
   else the instance key (``"red-star-striped-black-top"``); ``probabilities[i]`` is the share of the
   object's area that is visible (0 when it is outside the frame or hidden); ``present[i]`` is true
   when the object is recognisable (its whole mark visible and ``threshold`` = 0.5 of its area), which
-  is what a recogniser should report; ``latency_s`` is the render time.
+  is what a recogniser should report; ``latency_s`` is the render time. ``locations`` has one entry
+  per visible object: the box of its visible mask, its centroid as the point (score 1), and its exact
+  3-D point in the optical frame (the centroid back-projected at the object's depth; has_position).
 
 The frame sequence depends only on ``seed``, the size, ``fps``, ``include`` and ``include_p``: the
 n-th published frame of two runs with the same parameters is byte-identical (`ToyCamera` is the
@@ -35,6 +41,7 @@ import numpy as np
 from ..toy.attributes import Instance, WorldError
 from ..toy.video import VideoStream
 from .image_conversion import rgb_to_compressed, rgb_to_image_fields
+from .synthetic_depth import DEPTH_ENCODINGS, ObjectTruth, PinholeCamera, encode_depth, scene_depth
 
 #: `present` in the ground truth: at least this share of the object visible, and its whole mark.
 RECOGNISABLE_FRACTION = 0.5
@@ -49,6 +56,8 @@ class TruthEntry:
     instance_key: str
     visible_fraction: float
     recognisable: bool
+    #: depth, box, centroid and 3-D point (None without depth, or when the object is not visible)
+    where: ObjectTruth | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +69,10 @@ class CameraFrame:
     image: np.ndarray
     truth: tuple[TruthEntry, ...]
     render_seconds: float
+    #: (H, W) float32 metres (NaN: no depth), registered to `image`; None when the camera has no depth
+    depth: np.ndarray | None = None
+    #: visible mask of each object (bool NxHxW), in `truth` order
+    masks: np.ndarray | None = None
 
     def present_names(self) -> list[str]:
         return [t.name for t in self.truth if t.recognisable]
@@ -90,7 +103,8 @@ class ToyCamera:
     """ROS-free, deterministic frame source behind the node: the same arguments give the same frames."""
 
     def __init__(self, seed: int = 0, width: int = 640, height: int = 480, fps: float = 30.0,
-                 include: Sequence[str] = (), include_names: Sequence[str] = (), include_p: float = 0.6) -> None:
+                 include: Sequence[str] = (), include_names: Sequence[str] = (), include_p: float = 0.6,
+                 depth: bool = True) -> None:
         if width < 16 or height < 16:
             raise WorldError(f"camera size must be at least 16x16, got {width}x{height}")
         if not fps > 0:
@@ -98,22 +112,27 @@ class ToyCamera:
         instances, self.names = parse_instances(include, include_names)
         self.stream = VideoStream(seed, size=(int(width), int(height)), fps=float(fps), include=instances,
                                   include_p=include_p)
+        self.pinhole = PinholeCamera.for_size(int(width), int(height))
+        self._floor = self.pinhole.floor_depth() if depth else None
         self.index = 0
 
     def next_frame(self) -> CameraFrame:
         t0 = time.perf_counter()
         frame = self.stream.next_frame()
         scene = frame.scene
+        depth, where = (None, ()) if self._floor is None else scene_depth(scene, self.pinhole, self._floor)
         truth = tuple(
             TruthEntry(
                 name=self.names.get(obj.instance, obj.instance.key),
                 instance_key=obj.instance.key,
                 visible_fraction=scene.visible_fraction(k),
                 recognisable=scene.is_recognisable(k, RECOGNISABLE_FRACTION),
+                where=where[k] if where else None,
             )
             for k, obj in enumerate(scene.spec.objects)
         )
-        out = CameraFrame(self.index, frame.clip_index, frame.image, truth, time.perf_counter() - t0)
+        out = CameraFrame(self.index, frame.clip_index, frame.image, truth, time.perf_counter() - t0, depth,
+                          scene.masks)
         self.index += 1
         return out
 
@@ -139,7 +158,7 @@ def create_node(args: list[str] | None = None):
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rclpy.qos_overriding_options import QoSOverridingOptions
-    from sensor_msgs.msg import CompressedImage, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     from ego_msgs.msg import Recognitions
 
@@ -167,6 +186,10 @@ def create_node(args: list[str] | None = None):
                                                "Publish JPEG sensor_msgs/CompressedImage on image/compressed."),
                 "jpeg_quality": _declare(self, "jpeg_quality", 90, "JPEG quality of image/compressed.",
                                          int_range=(1, 100)),
+                "publish_depth": _declare(self, "publish_depth", True, "Publish the registered depth image on "
+                                          "depth and the intrinsics on camera_info."),
+                "depth_encoding": _declare(self, "depth_encoding", "16UC1", "Depth encoding: 16UC1 (millimetres, "
+                                           "0: no depth) or 32FC1 (metres, NaN: no depth)."),
                 "max_frames": _declare(self, "max_frames", 0, "Stop (and exit) after this many frames; 0: never.",
                                        int_range=(0, 2**31 - 1)),
                 "wait_for_subscribers": _declare(
@@ -176,11 +199,13 @@ def create_node(args: list[str] | None = None):
             }
             if p["encoding"] not in CAMERA_ENCODINGS:
                 raise WorldError(f"encoding must be one of {CAMERA_ENCODINGS}, got {p['encoding']!r}")
+            if p["depth_encoding"] not in DEPTH_ENCODINGS:
+                raise WorldError(f"depth_encoding must be one of {DEPTH_ENCODINGS}, got {p['depth_encoding']!r}")
             if not (p["publish_raw"] or p["publish_compressed"]):
                 raise WorldError("publish_raw and publish_compressed are both false: nothing to publish")
             self.p = p
             self.camera = ToyCamera(p["seed"], p["width"], p["height"], p["fps"], p["include"] or (),
-                                    p["include_names"] or (), p["include_p"])
+                                    p["include_names"] or (), p["include_p"], depth=p["publish_depth"])
             overrides = QoSOverridingOptions.with_default_policies()
             self.image_pub = (self.create_publisher(Image, "image", qos_profile_sensor_data,
                                                     qos_overriding_options=overrides)
@@ -188,6 +213,12 @@ def create_node(args: list[str] | None = None):
             self.compressed_pub = (self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data,
                                                          qos_overriding_options=overrides)
                                    if p["publish_compressed"] else None)
+            self.depth_pub = self.info_pub = None
+            if p["publish_depth"]:
+                self.depth_pub = self.create_publisher(Image, "depth", qos_profile_sensor_data,
+                                                       qos_overriding_options=overrides)
+                self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data,
+                                                      qos_overriding_options=overrides)
             truth_qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE,
                                    durability=DurabilityPolicy.VOLATILE)
             self.truth_pub = self.create_publisher(Recognitions, "ground_truth", truth_qos,
@@ -234,12 +265,30 @@ def create_node(args: list[str] | None = None):
                 cmsg.header.stamp = stamp
                 cmsg.header.frame_id = self.p["frame_id"]
                 self.compressed_pub.publish(cmsg)
+            if self.depth_pub is not None and frame.depth is not None:
+                h, w = frame.depth.shape
+                encoding = self.p["depth_encoding"]
+                dmsg = Image(height=h, width=w, encoding=encoding, is_bigendian=0,
+                             step=w * (2 if encoding == "16UC1" else 4), data=encode_depth(frame.depth, encoding))
+                dmsg.header.stamp = stamp
+                dmsg.header.frame_id = self.p["frame_id"]
+                self.depth_pub.publish(dmsg)
+                pinhole = self.camera.pinhole
+                info = CameraInfo(width=pinhole.width, height=pinhole.height, distortion_model="plumb_bob",
+                                  d=[0.0] * 5, k=pinhole.k, r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                                  p=[pinhole.fx, 0.0, pinhole.cx, 0.0, 0.0, pinhole.fy, pinhole.cy, 0.0,
+                                     0.0, 0.0, 1.0, 0.0])
+                info.header.stamp = stamp
+                info.header.frame_id = self.p["frame_id"]
+                self.info_pub.publish(info)
             truth = Recognitions(
                 names=[t.name for t in frame.truth],
                 probabilities=[t.visible_fraction for t in frame.truth],
                 present=[t.recognisable for t in frame.truth],
                 threshold=RECOGNISABLE_FRACTION,
                 latency_s=frame.render_seconds,
+                locations=[_truth_location(t) for t in frame.truth
+                           if t.where is not None and t.where.box is not None],
             )
             truth.header.stamp = stamp
             truth.header.frame_id = self.p["frame_id"]
@@ -250,6 +299,20 @@ def create_node(args: list[str] | None = None):
                 self.timer.cancel()
 
     return SyntheticCamera()
+
+
+def _truth_location(entry: TruthEntry):  # -> ego_msgs ConceptLocation (imported with rclpy only)
+    """The ground-truth ConceptLocation of a visible object: its mask's box and centroid, its 3-D point."""
+    from geometry_msgs.msg import Point
+
+    from ego_msgs.msg import ConceptLocation
+
+    where = entry.where
+    x0, y0, x1, y1 = where.box
+    x, y, z = where.position
+    return ConceptLocation(name=entry.name, x_min=float(x0), y_min=float(y0), x_max=float(x1), y_max=float(y1),
+                           x=float(where.centroid[0]), y=float(where.centroid[1]), score=1.0, has_position=True,
+                           position=Point(x=x, y=y, z=z))
 
 
 def main(args: list[str] | None = None) -> int:
@@ -267,7 +330,7 @@ def main(args: list[str] | None = None) -> int:
             rclpy.spin_once(node, timeout_sec=0.1)
         if node.finished:
             # Let reliable subscribers (recorders, tests) receive the last frames before exiting.
-            for pub in (node.image_pub, node.compressed_pub, node.truth_pub):
+            for pub in (node.image_pub, node.compressed_pub, node.depth_pub, node.info_pub, node.truth_pub):
                 if pub is not None:
                     pub.wait_for_all_acked(Duration(seconds=5.0))
             node.get_logger().info(f"published {node.published} frames; done")

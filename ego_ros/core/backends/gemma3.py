@@ -21,12 +21,12 @@ VISUAL_SLOTS = ("image", "memory", "reference")
 
 
 class Gemma3Backend(Backend):
-    """Gemma 3 (`Gemma3ForConditionalGeneration`).
+    r"""Gemma 3 (`Gemma3ForConditionalGeneration`).
 
     The image processor resizes the whole image to the tower's square input (no crop); the projector
     average-pools the SigLIP patch grid to a fixed square of `mm_tokens_per_image` soft tokens, so the
     token grid covers the whole image. The processor frames the soft tokens as
-    `\\n\\n<start_of_image> <image_soft_token>*N <end_of_image>\\n\\n` and tokenises the blank lines with
+    `\n\n<start_of_image> <image_soft_token>*N <end_of_image>\n\n` and tokenises the blank lines with
     the text around them (the special tokens split the text; a text ending in a newline can merge with the
     blank line into one token: Gemma's vocabulary holds runs of newlines): `chat` adds them to the
     neighbouring text parts of every visual slot, so that the engine's ids are the processor's.
