@@ -131,7 +131,11 @@ SIZES: dict[str, dict[str, Any]] = {
     "qwen2_5_vl_7b": dict(hidden=3584, layers=28, heads=28, kv_heads=4, inter=18944, v_hidden=1280,
                           v_layers=32, v_heads=16, v_inter=3420, vocab=152064),
     "internvl3_14b": dict(hidden=5120, layers=48, heads=40, kv_heads=8, inter=13824, v_hidden=1024,
-                          v_layers=24, v_heads=16, v_inter=4096, vocab=151674),
+                          v_layers=24, v_heads=16, v_inter=4096, vocab=151674, image_px=448),
+    # The embedded toy model's architecture (LLaVA only), with random weights: for tests of what is keyed
+    # on the architecture alone (layer_defaults).
+    "toy": dict(hidden=256, layers=4, heads=4, kv_heads=4, inter=512, v_hidden=128, v_layers=4, v_heads=4,
+                v_inter=512, vocab=1017, image_px=64),
 }
 
 
@@ -141,7 +145,8 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     """Build a randomly initialised model of `family` ("llava", "qwen2_5_vl", "internvl").
 
     `vision` picks the LLaVA tower ("siglip" or "clip"). `image_px` is the square input size the image
-    processor resizes to (tiny defaults keep the number of visual tokens small).
+    processor resizes to (tiny defaults keep the number of visual tokens small; a size whose published
+    config fixes it, like InternVL3-14B's 448 px, defaults to that).
     """
     from transformers import (
         AutoConfig,
@@ -171,6 +176,7 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     torch.manual_seed(seed)
     ids = {t: tok.convert_tokens_to_ids(t) for t in COMMON_SPECIALS + FAMILY_SPECIALS[family]}
     eos, pad = ids["<|im_end|>"], ids["<|endoftext|>"]
+    image_px = image_px or s.get("image_px")
     if family == "llava":
         px = image_px or 32
         patch = 8

@@ -233,6 +233,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
             engine = EgoEngine.load(s.model, device=device, dtype=s.dtype, store_dir=store_dir,
                                     calibration=s.calibration_file or None, strict_store=False,
                                     request_timeout_s=float(s.request_timeout))
+            log.info(engine.layer_choice.message())
             self._apply_engine_settings(engine)
             for name, why in sorted(engine.store.unavailable().items()):
                 log.error(f"concept {name!r} is unavailable (kept in the store, not recognised): {why}")
