@@ -10,7 +10,9 @@ import logging
 import pytest
 import torch
 import transformers
+from conftest import random_image
 
+from ego_ros.cli import main
 from ego_ros.core.calibration import Calibration
 from ego_ros.core.engine import EgoEngine, EngineConfig
 from ego_ros.core.layer_defaults import KNOWN_MODELS, Architecture, choose_layers, known_model
@@ -98,3 +100,13 @@ def test_the_toy_engine_says_it_uses_its_calibration_file():
     engine = EgoEngine.load("toy")
     assert engine.layer_choice.source == "calibration"
     assert engine.layer_choice.reason.startswith(f"calibration file {TOY_MODEL_DIR / 'ego_calibration.json'}")
+
+
+def test_the_cli_prints_the_layers_and_why_on_stderr_and_in_the_json(tmp_path, capsys):
+    random_image(0).save(tmp_path / "ref.png")
+    assert main(["introduce", "--model", "random:llava", "--store", str(tmp_path / "store"), "--name", "kona",
+                 str(tmp_path / "ref.png")]) == 0
+    out, err = capsys.readouterr()
+    assert ("ego-ros introduce: keyword attention on all layers: all layers (no default known for this "
+            "architecture; run ego-ros calibrate)") in err
+    assert json.loads(out)["attention_layers"]["source"] == "all"
