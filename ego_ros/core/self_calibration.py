@@ -54,6 +54,10 @@ def layer_coherence(backend: Backend, runner: Runner, image: Image.Image, max_ne
     vt = backend.encode_images([image])[0]
     if vt.count < 2:
         raise CalibrationError("self-calibration needs at least two visual tokens per image")
+    if vt.count != vt.rows * vt.cols:
+        # a tiled image's tokens are several grids; neighbours are only defined on one grid
+        raise CalibrationError(f"self-calibration needs one token grid per image; this image has {vt.count} "
+                               f"tokens for a {vt.rows}x{vt.cols} grid (tiled): calibrate with masks")
     ka, _ = describe_with_attention(backend, runner, vt, None, max_new_tokens)
     maps = torch.stack([ka.importance([layer]).float().cpu() for layer in range(backend.num_layers)])
     return morans_i(maps, vt.rows, vt.cols).numpy()
