@@ -68,7 +68,8 @@ class Architecture:
             heads=int(text.num_attention_heads),
             kv_heads=_first(text, "num_key_value_heads"),
             vocab_size=int(_first(text, "vocab_size") or config.vocab_size),
-            vision_hidden_size=_first(vision, "hidden_size") if vision is not None else None,
+            # Qwen2-VL's tower width is embed_dim (its hidden_size is the merger's output, the LLM's width)
+            vision_hidden_size=_first(vision, "embed_dim", "hidden_size") if vision is not None else None,
             vision_layers=_first(vision, "num_hidden_layers", "depth") if vision is not None else None,
             vision_heads=_first(vision, "num_attention_heads", "num_heads") if vision is not None else None,
             vision_patch_size=_pair(_first(vision, "patch_size")) if vision is not None else None,
