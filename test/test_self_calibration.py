@@ -10,10 +10,11 @@ import torch
 from conftest import random_image
 
 from ego_ros.cli import main
+from ego_ros.core.backends.base import VisualTokens
 from ego_ros.core.calibration import Calibration
 from ego_ros.core.errors import CalibrationError
 from ego_ros.core.loading import TOY_MODEL_DIR, load_backend
-from ego_ros.core.self_calibration import folder_images, morans_i, self_calibrate
+from ego_ros.core.self_calibration import folder_images, morans_i, neighbour_pairs, self_calibrate
 from ego_ros.toy.export import export_mask_folder
 
 
@@ -28,9 +29,29 @@ def _brute_force_morans_i(x: np.ndarray, rows: int, cols: int) -> float:
     return float(n / w.sum() * (z @ w @ z) / (z @ z))
 
 
+def _grid_pairs(rows: int, cols: int, box=(0.0, 0.0, 64.0, 48.0)) -> np.ndarray:
+    vt = VisualTokens(torch.zeros(rows * cols, 1), rows, cols, box, (64, 48))
+    return neighbour_pairs(vt.token_boxes())
+
+
+def test_grid_neighbours_are_the_four_neighbourhood_in_both_directions():
+    pairs = {tuple(p) for p in _grid_pairs(3, 7, box=(0.0, 0.0, 64.0, 48.0))}
+    expected = {(r * 7 + c, r2 * 7 + c2) for r in range(3) for c in range(7) for r2 in range(3) for c2 in range(7)
+                if abs(r - r2) + abs(c - c2) == 1}
+    assert pairs == expected
+
+
+def test_tokens_of_another_size_are_not_neighbours():
+    # a 2x2 grid beside the first column of tokens twice its size, as a thumbnail sits beside tiles
+    small = VisualTokens(torch.zeros(4, 1), 2, 2, (0.0, 0.0, 32.0, 32.0), (64, 32)).token_boxes()
+    large = np.array([[32.0, 0.0, 64.0, 32.0]])
+    assert {tuple(p) for p in neighbour_pairs(np.concatenate([small, large]))} == {
+        (0, 1), (1, 0), (2, 3), (3, 2), (0, 2), (2, 0), (1, 3), (3, 1)}
+
+
 def test_morans_i_is_the_textbook_statistic_on_a_grid():
     maps = torch.rand(3, 5 * 7, generator=torch.Generator().manual_seed(0))
-    got = morans_i(maps, 5, 7)
+    got = morans_i(maps, _grid_pairs(5, 7))
     for m, value in zip(maps, got):
         assert value.item() == pytest.approx(_brute_force_morans_i(m.double().numpy(), 5, 7))
 
@@ -39,7 +60,8 @@ def test_one_blob_is_coherent_a_checkerboard_is_not_and_a_constant_map_scores_ze
     blob = torch.zeros(8, 8)
     blob[2:5, 3:6] = 1.0
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2
-    scores = morans_i(torch.stack([blob.reshape(-1), checker.reshape(-1).float(), torch.ones(64)]), 8, 8)
+    scores = morans_i(torch.stack([blob.reshape(-1), checker.reshape(-1).float(), torch.ones(64)]),
+                      _grid_pairs(8, 8))
     assert scores[0] > 0.5 and scores[1] == pytest.approx(-1.0) and scores[2] == 0.0
 
 
