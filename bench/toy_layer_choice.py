@@ -1,9 +1,10 @@
 """Self-calibration against mask calibration on the toy world (docs/calibration.md).
 
 On toy views with exact masks: the layers each way of ranking picks (mask overlap, paper 3.4; the
-self-calibration's spatial coherence, no masks; and keyword-attention concentration, the rejected
-mask-free alternative), each layer's scores, and the mask overlap of each chosen set. Then the
-recognition ROC AUC of Ego (1 and 5 views) on toy exports with each chosen set and with all layers.
+self-calibration's spatial coherence, no masks; and two rejected mask-free alternatives: keyword-attention
+concentration, and overlap with pseudo-masks made from the model's own attention), each layer's scores,
+and the mask overlap of each chosen set. Then the recognition ROC AUC of Ego (1 and 5 views) on toy
+exports with each chosen set and with all layers.
 
 Usage: python bench/toy_layer_choice.py [--views 64] [--calibration-seeds 0 1] [--export-seeds 0 1]
        [--out bench/results/toy_layer_choice.json]
@@ -24,24 +25,45 @@ import torch
 from ego_ros.core.calibration import calibrate, folder_pairs, read_mask
 from ego_ros.core.engine import EgoEngine
 from ego_ros.core.images import to_rgb
-from ego_ros.core.introduce import describe_with_attention
+from ego_ros.core.introduce import ask_area, describe_with_attention
 from ego_ros.core.self_calibration import folder_images, self_calibrate
 from ego_ros.eval.runner import run_eval
 from ego_ros.toy.export import export, export_mask_folder
 from ego_ros.toy.model_world import model_world
 
 
-def _maps(engine: EgoEngine, folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per view: every layer's keyword importance (views, layers, N) and the tokens on the mask (views, N)."""
+def _maps(engine: EgoEngine, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per view: every layer's keyword importance (views, layers, N), the tokens on the mask (views, N)
+    and the model's own answer to the area question (percent; NaN when unusable)."""
     backend, runner = engine.backend, engine.runner
-    imps, on = [], []
+    imps, on, areas = [], [], []
     with torch.inference_mode():
         for img, mask in folder_pairs(folder):
             vt = backend.encode_images([to_rgb(str(img))])[0]
             ka, _ = describe_with_attention(backend, runner, vt, None, 16)
             imps.append(np.stack([ka.importance([layer]).float().cpu().numpy() for layer in range(backend.num_layers)]))
             on.append(vt.mask_fraction(read_mask(mask)) >= 0.5)
-    return np.stack(imps), np.stack(on)
+            alpha, _ = ask_area(backend, runner, vt, 8)
+            areas.append(np.nan if alpha is None else alpha)
+    return np.stack(imps), np.stack(on), np.asarray(areas)
+
+
+def _pseudo_mask_overlap(imps: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Per layer, the mask overlap against pseudo-masks: each view's top tokens by the consensus of all
+    layers (mean of each layer's rank-normalised importance), as many as the model's own area answer
+    covers (K_c's rule; 20 % when unusable), the layer's top tokens of the same count scored on them."""
+    n_views, n_layers, n = imps.shape
+    ranks = imps.argsort(-1).argsort(-1) / (n - 1)
+    consensus = ranks.mean(1)
+    scores = np.zeros(n_layers)
+    for v in range(n_views):
+        alpha = 20.0 if np.isnan(areas[v]) else areas[v]
+        k = int(min(n, max(1, math.ceil(alpha * n / 100))))
+        pseudo = np.zeros(n, bool)
+        pseudo[np.argsort(-consensus[v], kind="stable")[:k]] = True
+        for layer in range(n_layers):
+            scores[layer] += pseudo[np.argsort(-imps[v, layer], kind="stable")[:k]].mean()
+    return scores / n_views
 
 
 def _set_overlap(imps: np.ndarray, on: np.ndarray, layers: list[int]) -> float:
@@ -93,14 +115,16 @@ def main() -> None:
         t0 = time.perf_counter()
         by_self = self_calibrate(engine.backend, folder_images(folder), num_layers=args.num_layers)
         t_self = time.perf_counter() - t0
-        imps, on = _maps(engine, folder)
+        imps, on, areas = _maps(engine, folder)
         conc = _concentration(imps)
+        pseudo = _pseudo_mask_overlap(imps, areas)
         chosen = {"masks": by_masks.layers, "self": by_self.layers, "concentration": _best(conc, args.num_layers),
-                  "all": list(range(engine.backend.num_layers))}
+                  "pseudo_masks": _best(pseudo, args.num_layers), "all": list(range(engine.backend.num_layers))}
         calibrations.append({
             "seed": seed, "views": args.views,
             "layer_scores": {"mask_overlap": by_masks.layer_scores, "coherence": by_self.layer_scores,
-                             "concentration": [float(x) for x in conc]},
+                             "concentration": [float(x) for x in conc],
+                             "pseudo_mask_overlap": [float(x) for x in pseudo]},
             "chosen": chosen,
             "set_overlap": {name: _set_overlap(imps, on, layers) for name, layers in chosen.items()},
             "seconds": {"masks": round(t_masks, 1), "self": round(t_self, 1)},
