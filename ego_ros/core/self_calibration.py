@@ -8,8 +8,9 @@ the object gives neighbouring tokens similar importance; a layer that spreads it
 image is scored by Moran's I (the spatial autocorrelation of a map over the tokens' 4-neighbourhood:
 near 1 for one smooth blob, about 0 for noise) and layers are ranked by the mean.
 
-The rejected alternative is concentration (low entropy, high top-k mass): on the toy world it prefers
-the layers whose attention is most peaked, not the ones on the object (numbers in docs/calibration.md).
+Rejected alternatives, measured on the toy world (docs/calibration.md): concentration (low entropy,
+high top-k mass) prefers the layers whose attention is most peaked, not the ones on the object; and
+pseudo-masks from the consensus of all layers' attention favour the layers that agree with each other.
 """
 
 from __future__ import annotations
