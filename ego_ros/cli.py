@@ -54,8 +54,11 @@ def _engine(args: argparse.Namespace, read_only: bool = False, **config: Any):
         config["layers"] = args.layers
     if getattr(args, "max_tiles", None) is not None:
         config["max_tiles"] = args.max_tiles
-    return EgoEngine.load(args.model, device=args.device, dtype=args.dtype, store_dir=store,
-                          calibration=args.calibration, read_only_store=read_only, strict_store=False, **config)
+    engine = EgoEngine.load(args.model, device=args.device, dtype=args.dtype, store_dir=store,
+                            calibration=args.calibration, read_only_store=read_only, strict_store=False, **config)
+    # stderr: stdout carries only the command's JSON
+    print(f"ego-ros {args.command}: {engine.layer_choice.message()}", file=sys.stderr)
+    return engine
 
 
 def _print(obj: Any) -> None:
@@ -73,7 +76,7 @@ def cmd_introduce(args: argparse.Namespace) -> int:
                                replace_existing=args.replace)
     _print({"name": mem.name, "keywords": mem.unique_keywords(), "keywords_per_view": mem.keywords,
             "alpha": mem.alpha, "k_c": mem.k_c, "num_tokens": mem.num_tokens, "seconds": round(mem.seconds, 4),
-            "store": str(engine.store.directory)})
+            "store": str(engine.store.directory), "attention_layers": engine.layer_choice.to_dict()})
     return 0
 
 
@@ -95,7 +98,8 @@ def cmd_locate(args: argparse.Namespace) -> int:
     for img in args.images:
         rec = engine.locate(img, args.name, map=args.map)
         results.append({"image": str(img), "name": rec.name, "found": rec.present,
-                        "probability": round(rec.probability, 6), **rec.location.to_dict(heatmap=args.heatmap)})
+                        "probability": round(rec.probability, 6), **rec.location.to_dict(heatmap=args.heatmap),
+                        "attention_layers": engine.layer_choice.to_dict()})
     _print(results[0] if len(results) == 1 else results)
     return 0
 
@@ -143,30 +147,51 @@ def cmd_concepts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration_method(args: argparse.Namespace) -> str:
+    """masks when masks are given (--coco, or --folder with a masks/ sub-folder), else self-calibration."""
+    if args.method != "auto":
+        return args.method
+    if args.coco or (args.folder and (Path(args.folder) / "masks").is_dir()):
+        return "masks"
+    return "self"
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .core.calibration import calibrate, coco_pairs, folder_pairs, read_mask
     from .core.loading import load_backend
+    from .core.self_calibration import folder_images, self_calibrate
 
-    if bool(args.folder) == bool(args.coco):
-        raise EgoError("give either --folder DIR (images/ + masks/) or --coco ANNOTATIONS --images DIR")
-    if args.folder:
-        pairs = [(img, read_mask(mask)) for img, mask in folder_pairs(args.folder)]
+    if sum(bool(x) for x in (args.folder, args.coco or args.images)) != 1:
+        raise EgoError("give --folder DIR (images/ + masks/, or images alone), --images DIR (no masks) "
+                       "or --coco ANNOTATIONS --images DIR")
+    method = _calibration_method(args)
+    if method == "masks":
+        if args.folder:
+            pairs = [(img, read_mask(mask)) for img, mask in folder_pairs(args.folder)]
+        else:
+            if not args.coco or not args.images:
+                raise EgoError("mask calibration from COCO needs --coco ANNOTATIONS --images DIR")
+            pairs = coco_pairs(args.coco, args.images, limit=args.limit)
+        samples: list = pairs[:args.limit] if args.limit else pairs
     else:
-        if not args.images:
-            raise EgoError("--coco needs --images DIR")
-        pairs = coco_pairs(args.coco, args.images, limit=args.limit)
-    if args.limit:
-        pairs = pairs[:args.limit]
+        if args.coco:
+            raise EgoError("--method self takes images without masks: --folder DIR or --images DIR, not --coco")
+        samples = folder_images(args.folder or args.images)
+        samples = samples[:args.limit] if args.limit else samples
     backend = load_backend(args.model, device=args.device, dtype=args.dtype)
     from tqdm import tqdm
 
-    with tqdm(total=len(pairs), desc="calibrating", file=sys.stderr) as bar:
-        cal = calibrate(backend, pairs, num_layers=args.num_layers, top_k=args.top_k,
-                        progress=lambda n: bar.update(1))
+    with tqdm(total=len(samples), desc=f"calibrating ({method})", file=sys.stderr) as bar:
+        if method == "masks":
+            cal = calibrate(backend, samples, num_layers=args.num_layers, top_k=args.top_k,
+                            progress=lambda n: bar.update(1))
+        else:
+            cal = self_calibrate(backend, samples, num_layers=args.num_layers, progress=lambda n: bar.update(1))
     path = cal.save(args.out)
     ranked = sorted(range(len(cal.layer_scores)), key=lambda i: -cal.layer_scores[i])
-    _print({"layers": cal.layers, "samples": cal.samples, "out": str(path),
-            "top_layers": [{"layer": i, "overlap": round(cal.layer_scores[i], 4)} for i in ranked[:10]]})
+    score = "overlap" if method == "masks" else "coherence"
+    _print({"layers": cal.layers, "method": method, "samples": cal.samples, "out": str(path),
+            "top_layers": [{"layer": i, score: round(cal.layer_scores[i], 4)} for i in ranked[:10]]})
     return 0
 
 
@@ -241,11 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.set_defaults(func=cmd_concepts)
 
-    p = sub.add_parser("calibrate", help="rank LLM layers by keyword attention on object masks (paper 3.4)")
+    p = sub.add_parser("calibrate", help="rank LLM layers by keyword attention: on object masks (paper 3.4), "
+                                         "or self-calibrated on images without masks (docs/calibration.md)")
     _model_args(p, store=False)
-    p.add_argument("--folder", help="folder with images/ and masks/ (same file stems)")
+    p.add_argument("--folder", help="folder with images/ and masks/ (same file stems); without masks/ its images "
+                                    "are self-calibrated")
     p.add_argument("--coco", help="COCO instances annotation file (single-instance images are used)")
-    p.add_argument("--images", help="image folder for --coco")
+    p.add_argument("--images", help="image folder for --coco, or images without masks to self-calibrate on")
+    p.add_argument("--method", default="auto", choices=["auto", "masks", "self"],
+                   help="masks: overlap with object masks; self: spatial coherence of keyword attention, no masks; "
+                        "auto (default): masks when given")
     p.add_argument("--num-layers", type=int, default=5, help="layers to keep (L)")
     p.add_argument("--top-k", type=int, default=None, help="K for the overlap (default: the mask's token count)")
     p.add_argument("--limit", type=int, default=None)

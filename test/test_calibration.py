@@ -14,7 +14,6 @@ from ego_ros.core.calibration import (
     Calibration,
     calibrate,
     coco_pairs,
-    default_layers,
     folder_pairs,
     layer_overlaps,
 )
@@ -84,13 +83,19 @@ def test_empty_mask_and_mismatched_mask_are_clear_errors(llava):
         calibrate(llava, [])
 
 
-def test_published_layers_are_used_for_internvl3_14b(llava):
-    class Named:
-        name = "OpenGVLab/InternVL3-14B-hf"
-        num_layers = 48
+def test_a_calibration_file_written_before_self_calibration_loads_as_mask_based(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"layers": [1], "layer_scores": [0.1, 0.2], "top_k": None, "samples": 3,
+                                "fingerprint": "x", "model": "m", "mask_threshold": 0.5, "created": 0.0}))
+    cal = Calibration.load(path)
+    assert cal.method == "masks" and cal.path == str(path)
 
-    assert default_layers(Named()) == [29, 30, 35, 36, 39]
-    assert default_layers(llava) is None
+
+def test_a_calibration_file_with_an_unknown_method_is_refused(tmp_path):
+    path = Calibration(layers=[0], layer_scores=[1.0], top_k=None, samples=1, fingerprint="x", model="m",
+                       method="guess").save(tmp_path / "c.json")
+    with pytest.raises(CalibrationError, match="unknown calibration method"):
+        Calibration.load(path)
 
 
 def test_folder_pairs_match_images_and_masks_by_stem(tmp_path):

@@ -124,6 +124,11 @@ def wait_for_streaming(ego: Ego, camera: FakeCamera, frames: int = 1) -> list[Re
     return recognitions
 
 
+def test_the_node_logs_at_configure_which_layers_it_uses_and_why(ego):
+    assert ("keyword attention on all layers: all layers (no default known for this architecture; run ego-ros "
+            "calibrate)") in ego.log.read_text(errors="replace")
+
+
 # ------------------------------------------------------------------------------------------------ services
 def test_introduce_concept_from_request_images_stores_all_views(ego):
     compressed = CompressedImage(**rgb_to_compressed(random_rgb(7), "jpeg"))

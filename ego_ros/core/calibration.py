@@ -26,10 +26,9 @@ from .sequence import Runner
 
 CALIBRATION_FILE = "ego_calibration.json"
 
-#: Layers published by the Ego authors (InternVL3-14B, 448 px, one tile); matched by model name.
-KNOWN_LAYERS: dict[str, list[int]] = {
-    "internvl3-14b": [29, 30, 35, 36, 39],
-}
+#: How a calibration ranked layers: "masks" (overlap with object masks, paper 3.4) or "self" (no masks:
+#: ego_ros.core.self_calibration).
+CALIBRATION_METHODS = ("masks", "self")
 
 
 @dataclass
@@ -42,12 +41,19 @@ class Calibration:
     model: str
     mask_threshold: float = 0.5
     created: float = field(default_factory=time.time)
+    #: files written before self-calibration existed have no method: they were all mask-based
+    method: str = "masks"
+    #: the file it was loaded from or saved to (not written into the file)
+    path: str | None = field(default=None, compare=False)
 
     def save(self, path: str | Path) -> Path:
         from .store import atomic_write_bytes
 
         path = Path(path)
-        atomic_write_bytes(path, json.dumps(asdict(self), indent=1).encode("utf-8"), mode=0o644)
+        data = asdict(self)
+        data.pop("path")
+        atomic_write_bytes(path, json.dumps(data, indent=1).encode("utf-8"), mode=0o644)
+        self.path = str(path)
         return path
 
     @classmethod
@@ -64,16 +70,11 @@ class Calibration:
                                      f"(fingerprint {cal.fingerprint}), not the loaded model ({fingerprint})")
         if not cal.layers or (num_layers is not None and any(not 0 <= x < num_layers for x in cal.layers)):
             raise CalibrationError(f"{path}: layers {cal.layers} do not fit a model with {num_layers} layers")
+        if cal.method not in CALIBRATION_METHODS:
+            raise CalibrationError(f"{path}: unknown calibration method {cal.method!r}; expected one of "
+                                   f"{CALIBRATION_METHODS}")
+        cal.path = str(path)
         return cal
-
-
-def default_layers(backend: Backend) -> list[int] | None:
-    """Published layers for a known model (by name), else None (use every layer)."""
-    name = backend.name.lower().replace("_", "-")
-    for key, layers in KNOWN_LAYERS.items():
-        if key in name and max(layers) < backend.num_layers:
-            return list(layers)
-    return None
 
 
 def layer_overlaps(backend: Backend, runner: Runner, image: Image.Image, mask: np.ndarray,

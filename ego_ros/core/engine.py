@@ -9,6 +9,7 @@ questions about one frame share the encoded prefix and image and run as one batc
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -24,7 +25,7 @@ from PIL import Image
 
 from .attention import capturing
 from .backends.base import PREPROCESS_METHODS, Backend, VisualTokens
-from .calibration import CALIBRATION_FILE, Calibration, default_layers
+from .calibration import CALIBRATION_FILE, Calibration
 from .compose import (
     CONTEXT_MODES,
     ContextEntry,
@@ -46,6 +47,7 @@ from .errors import (
 )
 from .images import ImageInput, to_rgb
 from .introduce import IntroduceOptions, timed_introduce
+from .layer_defaults import LayerChoice, choose_layers
 from .limits import (
     MAX_NOTES_CHARS,
     MAX_QUESTION_CHARS,
@@ -63,10 +65,13 @@ from .store import ConceptStore
 from .store_lock import DirectoryLock
 from .tails import shared_last_logits
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass
 class EngineConfig:
-    """Inference settings. `layers` None means: calibration file, else published defaults, else all."""
+    """Inference settings. `layers` None means: calibration file, else the default known for the model's
+    architecture (layer_defaults.KNOWN_MODELS), else all layers."""
 
     layers: list[int] | None = None
     threshold: float = 0.5
@@ -184,6 +189,7 @@ class EgoEngine:
         self._contexts: OrderedDict[tuple, QueryContext] = OrderedDict()
         self._filters: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
         self._yes_ids, self._no_ids = self._answer_ids()
+        _log.info("%s: %s", backend.name, self.layer_choice.message())
 
     # ----- construction --------------------------------------------------------------------------------
     @classmethod
@@ -235,13 +241,19 @@ class EgoEngine:
             raise
 
     @property
+    def layer_choice(self) -> LayerChoice:
+        """The layers keyword attention is read on, where they come from and why."""
+        return choose_layers(self.backend.model.config, self.backend.num_layers, self.config.layers,
+                             self.calibration)
+
+    @property
     def layers(self) -> list[int] | None:
         """The LLM layers whose keyword attention selects memory tokens (None: all layers)."""
-        if self.config.layers is not None:
-            return list(self.config.layers)
-        if self.calibration is not None:
-            return list(self.calibration.layers)
-        return default_layers(self.backend)
+        return self.layer_choice.layers
+
+    def describe(self) -> dict[str, Any]:
+        """The backend's description and the keyword-attention layers with the reason for them."""
+        return {**self.backend.describe(), "attention_layers": self.layer_choice.to_dict()}
 
     @property
     def introducing(self) -> str | None:

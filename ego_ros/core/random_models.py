@@ -240,7 +240,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "qwen2_5_vl_7b": dict(hidden=3584, layers=28, heads=28, kv_heads=4, inter=18944, v_hidden=1280,
                           v_layers=32, v_heads=16, v_inter=3420, vocab=152064),
     "internvl3_14b": dict(hidden=5120, layers=48, heads=40, kv_heads=8, inter=13824, v_hidden=1024,
-                          v_layers=24, v_heads=16, v_inter=4096, vocab=151674),
+                          v_layers=24, v_heads=16, v_inter=4096, vocab=151674, image_px=448),
     # Jetson-class published sizes: Qwen2-VL-2B-Instruct and Gemma-3-4B-it (config.json values; both tie
     # the LM head to the embeddings; Gemma 3: 256-wide heads, a 1024-token window on 5 of every 6 layers,
     # a 896 px SigLIP-so400m tower with 14 px patches pooled to 16 x 16 soft tokens; Gemma's RoPE scaling is
@@ -250,6 +250,10 @@ SIZES: dict[str, dict[str, Any]] = {
     "gemma3_4b": dict(hidden=2560, layers=34, heads=8, kv_heads=4, inter=10240, v_hidden=1152, v_layers=27,
                       v_heads=16, v_inter=4304, vocab=262208, tie=True, head_dim=256, window=1024, global_every=6,
                       patch=14, tokens_per_side=16, px=896),
+    # The embedded toy model's architecture (LLaVA only), with random weights: for tests of what is keyed
+    # on the architecture alone (layer_defaults).
+    "toy": dict(hidden=256, layers=4, heads=4, kv_heads=4, inter=512, v_hidden=128, v_layers=4, v_heads=4,
+                v_inter=512, vocab=1017, image_px=64),
 }
 
 
@@ -304,6 +308,7 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     crops (plus 1 x 3 and 3 x 1) unless `pinpoints` are given; `patch_px` is their tower's patch size
     (8 unless given: published geometries such as 384 px crops of 14 px patches are tiny towers too).
     `vision_aspect_ratio` is LLaVA-OneVision's downsampling bound.
+    A size whose published config fixes the image size (InternVL3-14B's 448 px) defaults to it.
     """
     from transformers import (
         AutoConfig,
@@ -334,6 +339,7 @@ def build_random_model(family: str, size: str = "tiny", seed: int = 0, dtype: to
     fmt = chat_format(family)
     ids = {t: tok.convert_tokens_to_ids(t) for t in list(fmt.specials) + FAMILY_SPECIALS[family]}
     eos, pad = ids[fmt.eos], ids[fmt.pad]
+    image_px = image_px or s.get("image_px")
     if family == "llava":
         px = image_px or 32
         patch = 8

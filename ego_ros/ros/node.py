@@ -242,6 +242,7 @@ class EgoNode(ServicesMixin, IntroduceActionMixin, DiagnosticsMixin, ModelThread
                                     calibration=s.calibration_file or None, strict_store=False,
                                     request_timeout_s=float(s.request_timeout),
                                     max_tiles=int(s.max_tiles) or None)
+            log.info(engine.layer_choice.message())
             self._apply_engine_settings(engine)
             for name, why in sorted(engine.store.unavailable().items()):
                 log.error(f"concept {name!r} is unavailable (kept in the store, not recognised): {why}")
