@@ -49,12 +49,15 @@ class Location:
     score: float
     heatmap: np.ndarray
     map: str = DEFAULT_MAP
+    #: (x0, y0, x1, y1): the region of the input image the heatmap's grid tiles (VisualTokens.box)
+    extent: tuple[float, float, float, float] | None = None
 
     def to_dict(self, heatmap: bool = False) -> dict:
         out = {"name": self.name, "box": [round(v, 2) for v in self.box],
                "point": [round(v, 2) for v in self.point], "score": round(self.score, 4), "map": self.map}
         if heatmap:
             out["heatmap"] = np.round(self.heatmap, 4).tolist()
+            out["extent"] = None if self.extent is None else [round(float(v), 2) for v in self.extent]
         return out
 
 
@@ -88,36 +91,81 @@ def combine(attention: np.ndarray | None, similarity: np.ndarray, which: str) ->
     return normalise(np.sqrt(normalise(attention) * normalise(similarity)))
 
 
-def box_from_map(heat: np.ndarray, vt: VisualTokens, relative: float = BOX_RELATIVE_THRESHOLD
-                 ) -> tuple[tuple[float, float, float, float], tuple[float, float], float]:
-    """Box, peak point and score of a map (N,) over `vt`'s grid.
+@dataclass(frozen=True)
+class BoxRule:
+    """How a map over the token grid becomes a box and a point (the defaults: the measured choice).
 
-    Rule: normalise to [0, 1], keep tokens >= `relative` (of the peak, which is 1), take the 8-connected
-    component holding the peak, and box the union of its tokens' regions, clipped to the image. The point
-    is the centre of the peak token (clipped too); the score is the share of the map's mass inside the
-    component."""
+    upsample: the map is bilinearly resampled (OpenCV) to this many cells per token side before
+        thresholding, so a box edge can fall inside a token (1: boxes of whole tokens);
+    relative: a cell is kept when its value is at least `reference + relative * (peak - reference)`;
+    reference: "min" (the map's minimum, 0 after normalisation: a share of the peak) or "median" (the
+        map's median, a background level);
+    point: "peak" (centre of the highest cell) or "centroid" (map-weighted centroid of the kept
+        component, above the threshold)."""
+
+    upsample: int = 1
+    relative: float = BOX_RELATIVE_THRESHOLD
+    reference: str = "min"
+    point: str = "peak"
+
+    def __post_init__(self) -> None:
+        if self.upsample < 1:
+            raise ValueError(f"upsample must be >= 1, got {self.upsample}")
+        if not 0.0 <= self.relative <= 1.0:
+            raise ValueError(f"relative must lie in [0, 1], got {self.relative}")
+        if self.reference not in ("min", "median"):
+            raise ValueError(f"reference must be 'min' or 'median', got {self.reference!r}")
+        if self.point not in ("peak", "centroid"):
+            raise ValueError(f"point must be 'peak' or 'centroid', got {self.point!r}")
+
+
+#: the box rule the engine uses
+DEFAULT_RULE = BoxRule()
+
+
+def box_from_map(heat: np.ndarray, vt: VisualTokens, rule: BoxRule = DEFAULT_RULE
+                 ) -> tuple[tuple[float, float, float, float], tuple[float, float], float]:
+    """Box, point and score of a map (N,) over `vt`'s grid, by `rule`.
+
+    Normalise to [0, 1], resample to `rule.upsample` cells per token side, keep the cells at or above
+    the threshold, take the 8-connected component holding the peak and box it, in image pixels clipped to
+    the image. The score is the share of the map's mass inside the component."""
     grid = normalise(np.asarray(heat, dtype=np.float64).reshape(vt.rows, vt.cols))
-    boxes = vt.token_boxes()
+    f = rule.upsample
+    if f > 1:
+        # INTER_LINEAR aligns cell centres (half-pixel convention): a token's value sits at its centre.
+        grid = cv2.resize(grid, (vt.cols * f, vt.rows * f), interpolation=cv2.INTER_LINEAR)
+    rows, cols = grid.shape
+    bx0, by0, bx1, by1 = vt.box
+    cw, ch = (bx1 - bx0) / cols, (by1 - by0) / rows  # one cell in image pixels
     w, h = vt.image_size
     peak = int(np.argmax(grid))
-    keep = (grid >= relative).astype(np.uint8)
+    ref = float(np.median(grid)) if rule.reference == "median" else float(grid.min())
+    keep = (grid >= ref + rule.relative * (float(grid.flat[peak]) - ref)).astype(np.uint8)
     keep.flat[peak] = 1
     _, labels = cv2.connectedComponents(keep, connectivity=8)
     component = labels == labels.flat[peak]
-    sel = boxes[component.ravel()]
-    x0, y0 = float(np.clip(sel[:, 0].min(), 0, w)), float(np.clip(sel[:, 1].min(), 0, h))
-    x1, y1 = float(np.clip(sel[:, 2].max(), 0, w)), float(np.clip(sel[:, 3].max(), 0, h))
-    px = float(np.clip((boxes[peak, 0] + boxes[peak, 2]) / 2, 0, w - 1e-6))
-    py = float(np.clip((boxes[peak, 1] + boxes[peak, 3]) / 2, 0, h - 1e-6))
+    ys, xs = np.nonzero(component)
+    x0, x1 = np.clip([bx0 + xs.min() * cw, bx0 + (xs.max() + 1) * cw], 0, w)
+    y0, y1 = np.clip([by0 + ys.min() * ch, by0 + (ys.max() + 1) * ch], 0, h)
+    if rule.point == "centroid":
+        wts = grid[component] - min(ref, float(grid[component].min())) + 1e-12
+        cx, cy = float(np.average(xs + 0.5, weights=wts)), float(np.average(ys + 0.5, weights=wts))
+    else:
+        cy, cx = (v + 0.5 for v in divmod(peak, cols))
+    px = float(np.clip(bx0 + cx * cw, 0, w - 1e-6))
+    py = float(np.clip(by0 + cy * ch, 0, h - 1e-6))
     total = float(grid.sum())
     score = float(grid[component].sum() / total) if total > 0 else 0.0
-    return (x0, y0, x1, y1), (px, py), score
+    return (float(x0), float(y0), float(x1), float(y1)), (px, py), score
 
 
-def locate_map(name: str, heat: np.ndarray, vt: VisualTokens, which: str = DEFAULT_MAP) -> Location:
-    box, point, score = box_from_map(heat, vt)
+def locate_map(name: str, heat: np.ndarray, vt: VisualTokens, which: str = DEFAULT_MAP,
+               rule: BoxRule = DEFAULT_RULE) -> Location:
+    box, point, score = box_from_map(heat, vt, rule)
     return Location(name=name, box=box, point=point, score=score,
-                    heatmap=normalise(np.asarray(heat)).reshape(vt.rows, vt.cols), map=which)
+                    heatmap=normalise(np.asarray(heat)).reshape(vt.rows, vt.cols), map=which,
+                    extent=tuple(float(v) for v in vt.box))
 
 
 def attention_rows(records: dict[int, list[torch.Tensor]]) -> np.ndarray:
@@ -127,5 +175,5 @@ def attention_rows(records: dict[int, list[torch.Tensor]]) -> np.ndarray:
     return torch.stack(per_layer).mean(dim=0).cpu().numpy()
 
 
-__all__ = ["Location", "MAPS", "DEFAULT_MAP", "similarity_map", "combine", "box_from_map", "locate_map",
-           "normalise", "attention_rows"]
+__all__ = ["Location", "BoxRule", "DEFAULT_RULE", "MAPS", "DEFAULT_MAP", "similarity_map", "combine",
+           "box_from_map", "locate_map", "normalise", "attention_rows"]
