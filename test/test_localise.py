@@ -14,7 +14,7 @@ from ego_ros.core.backends.base import VisualTokens
 from ego_ros.core.compose import query_context, query_sequence, recognition_queries
 from ego_ros.core.engine import EgoEngine, EngineConfig
 from ego_ros.core.introduce import IntroduceOptions
-from ego_ros.core.localise import MAPS, attention_rows, box_from_map, combine, similarity_map
+from ego_ros.core.localise import MAPS, BoxRule, attention_rows, box_from_map, combine, similarity_map
 from ego_ros.core.sequence import Runner, sequence_embeds, sequence_positions
 from ego_ros.core.tails import shared_last_logits
 
@@ -71,6 +71,40 @@ def test_tokens_below_half_the_peak_stay_out_of_the_box():
     vt = grid_tokens(1, 4, (0, 0, 40, 10), (40, 10))
     box, _, _ = box_from_map(np.array([0.0, 0.4, 1.0, 0.6]), vt)
     assert box == (20.0, 0.0, 40.0, 10.0)
+
+
+def test_a_resampled_map_puts_the_box_edges_inside_the_neighbouring_tokens():
+    vt = grid_tokens(1, 4, (0, 0, 64, 16), (64, 16))  # 16 px tokens, centres at 8, 24, 40, 56
+    heat = np.array([0.0, 1.0, 0.0, 0.0])
+    # Bilinear between token centres: the map is >= 0.25 of the peak within 12 px of the peak's centre (24).
+    box, point, _ = box_from_map(heat, vt, BoxRule(upsample=8, relative=0.25))
+    assert box[0] == pytest.approx(12.0) and box[2] == pytest.approx(36.0)
+    assert point == (24.0, 8.0)  # the peak token's centre
+    whole, _, _ = box_from_map(heat, vt, BoxRule(upsample=1, relative=0.25))
+    assert whole == (16.0, 0.0, 32.0, 16.0)
+
+
+def test_the_centroid_point_lies_between_two_equal_peaks():
+    vt = grid_tokens(1, 4, (0, 0, 40, 10), (40, 10))
+    heat = np.array([0.0, 1.0, 1.0, 0.0])
+    _, peak, _ = box_from_map(heat, vt, BoxRule(point="peak"))
+    _, centroid, _ = box_from_map(heat, vt, BoxRule(point="centroid"))
+    assert peak == (15.0, 5.0) and centroid == pytest.approx((20.0, 5.0))
+
+
+def test_a_median_reference_keeps_a_raised_background_out_of_the_box():
+    vt = grid_tokens(1, 5, (0, 0, 50, 10), (50, 10))
+    heat = np.array([0.0, 0.4, 0.4, 1.0, 0.4])
+    over_min, _, _ = box_from_map(heat, vt, BoxRule(relative=0.2, reference="min"))
+    over_median, _, _ = box_from_map(heat, vt, BoxRule(relative=0.2, reference="median"))
+    assert over_min == (10.0, 0.0, 50.0, 10.0) and over_median == (30.0, 0.0, 40.0, 10.0)
+
+
+@pytest.mark.parametrize(("field", "value"), [("upsample", 0), ("relative", 1.5), ("reference", "mean"),
+                                              ("point", "middle")])
+def test_a_box_rule_with_a_bad_field_is_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        BoxRule(**{field: value})
 
 
 def test_a_flat_map_scores_zero():

@@ -100,8 +100,8 @@ class BoxRule:
     relative: a cell is kept when its value is at least `reference + relative * (peak - reference)`;
     reference: "min" (the map's minimum, 0 after normalisation: a share of the peak) or "median" (the
         map's median, a background level);
-    point: "peak" (centre of the highest cell) or "centroid" (map-weighted centroid of the kept
-        component, above the threshold)."""
+    point: "peak" (centre of the highest token) or "centroid" (map-weighted centroid of the kept
+        component's cells, above the threshold)."""
 
     upsample: int = 1
     relative: float = BOX_RELATIVE_THRESHOLD
@@ -131,6 +131,7 @@ def box_from_map(heat: np.ndarray, vt: VisualTokens, rule: BoxRule = DEFAULT_RUL
     the threshold, take the 8-connected component holding the peak and box it, in image pixels clipped to
     the image. The score is the share of the map's mass inside the component."""
     grid = normalise(np.asarray(heat, dtype=np.float64).reshape(vt.rows, vt.cols))
+    token_peak = divmod(int(np.argmax(grid)), vt.cols)
     f = rule.upsample
     if f > 1:
         # INTER_LINEAR aligns cell centres (half-pixel convention): a token's value sits at its centre.
@@ -151,8 +152,8 @@ def box_from_map(heat: np.ndarray, vt: VisualTokens, rule: BoxRule = DEFAULT_RUL
     if rule.point == "centroid":
         wts = grid[component] - min(ref, float(grid[component].min())) + 1e-12
         cx, cy = float(np.average(xs + 0.5, weights=wts)), float(np.average(ys + 0.5, weights=wts))
-    else:
-        cy, cx = (v + 0.5 for v in divmod(peak, cols))
+    else:  # the peak token's centre: the resampled maximum ties over the cells around it
+        cy, cx = ((v + 0.5) * f for v in token_peak)
     px = float(np.clip(bx0 + cx * cw, 0, w - 1e-6))
     py = float(np.clip(by0 + cy * ch, 0, h - 1e-6))
     total = float(grid.sum())
