@@ -41,7 +41,16 @@ from PIL import Image
 
 from ego_ros.core.backends.base import VisualTokens
 from ego_ros.core.engine import EgoEngine
-from ego_ros.core.localise import DEFAULT_MAP, DEFAULT_RULE, MAPS, BoxRule, box_from_map, combine, normalise
+from ego_ros.core.localise import (
+    DEFAULT_MAP,
+    DEFAULT_RULE,
+    MAPS,
+    PRODUCT_WEIGHT,
+    BoxRule,
+    box_from_map,
+    combine,
+    normalise,
+)
 from ego_ros.toy.export import export
 from ego_ros.toy.render import render, scene_spec_from_dict
 
@@ -49,7 +58,8 @@ from ego_ros.toy.render import render, scene_spec_from_dict
 #: are the terciles of the seed 0 and 1 test cases
 SIZES = (("small", 0.0, 0.035), ("medium", 0.035, 0.0475), ("large", 0.0475, 1.01))
 BASELINES = ("centre", "random-token")
-#: the rule of the first session (boxes of whole tokens at half the peak, the peak token's centre)
+#: the rule of the first session (boxes of whole tokens at half the peak, the peak token's centre; with the
+#: product's geometric mean, weight 0.5)
 TOKEN_RULE = BoxRule(upsample=1, relative=0.5, reference="min", point="peak")
 
 
@@ -61,14 +71,14 @@ class Candidate:
     map: str
     rule: BoxRule
     layers: tuple[int, ...] | None = None
-    weight: float = 0.5
+    weight: float = PRODUCT_WEIGHT
 
     def label(self) -> str:
         r = self.rule
         parts = [self.map, f"up{r.upsample}", f"t{r.relative:g}{'' if r.reference == 'min' else '-med'}", r.point]
         if self.layers is not None:
             parts.append("L" + "".join(map(str, self.layers)))
-        if self.map == "product" and self.weight != 0.5:
+        if self.map == "product":
             parts.append(f"w{self.weight:g}")
         return " ".join(parts)
 
@@ -148,7 +158,7 @@ def geometry(case: dict) -> VisualTokens:
 def candidate_map(case: dict, cand: Candidate, calibrated: list[int]) -> np.ndarray:
     layers = calibrated if cand.layers is None else list(cand.layers)
     attention = case["attention"][layers].mean(axis=0).ravel()
-    if cand.map == "product" and cand.weight != 0.5:
+    if cand.map == "product":  # as localise.combine, with the candidate's weight
         similarity = normalise(case["similarity"].ravel())
         return normalise(normalise(attention) ** cand.weight * similarity ** (1 - cand.weight))
     return combine(attention, case["similarity"].ravel(), cand.map)
@@ -204,9 +214,9 @@ def candidates() -> list[Candidate]:
     rules = [BoxRule(upsample=f, relative=t, reference=ref, point=pt)
              for f, t, ref, pt in itertools.product((1, 8), (0.3, 0.4, 0.5, 0.6, 0.7), ("min", "median"),
                                                     ("peak", "centroid"))]
-    out = [Candidate(m, r) for m in MAPS for r in rules]
+    out = [Candidate(m, r, None, 0.5) for m in MAPS for r in rules]
     for layers in ((0,), (1,), (2,), (3,), (0, 1, 2, 3), (2, 3)):
-        out += [Candidate(m, r, layers) for m in ("attention", "product") for r in rules if r.upsample == 8]
+        out += [Candidate(m, r, layers, 0.5) for m in ("attention", "product") for r in rules if r.upsample == 8]
     out += [Candidate("product", r, None, w) for w in (0.25, 0.75) for r in rules if r.upsample == 8]
     return out
 
@@ -254,7 +264,7 @@ def report(cases: list[dict], meta: dict, rng: np.random.Generator) -> tuple[dic
     of the first session, and the baselines."""
     calibrated = meta["layers"]
     chosen = {m: Candidate(m, DEFAULT_RULE) for m in MAPS}
-    chosen[f"{DEFAULT_MAP} (token rule)"] = Candidate(DEFAULT_MAP, TOKEN_RULE)
+    chosen[f"{DEFAULT_MAP} (first rule)"] = Candidate(DEFAULT_MAP, TOKEN_RULE, None, 0.5)
     result, md = {}, []
     for seeds in [[s] for s in meta["seeds"]] + ([meta["seeds"]] if len(meta["seeds"]) > 1 else []):
         sub = [c for c in cases if c["seed"] in seeds]

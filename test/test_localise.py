@@ -19,6 +19,8 @@ from ego_ros.core.sequence import Runner, sequence_embeds, sequence_positions
 from ego_ros.core.tails import shared_last_logits
 
 FAST = IntroduceOptions(max_new_tokens=4, area_max_new_tokens=3)
+#: the first rule: boxes of whole tokens at half the peak, the peak token's centre (the geometry tests' rule)
+WHOLE_TOKENS = BoxRule(upsample=1, relative=0.5, reference="min", point="peak")
 
 
 def grid_tokens(rows: int, cols: int, box: tuple[float, float, float, float], size: tuple[int, int]) -> VisualTokens:
@@ -41,17 +43,29 @@ def test_a_single_hot_token_gives_its_region_as_box_and_its_centre_as_point(layo
     vt, (r, c), expected = LAYOUTS[layout]
     heat = np.zeros((vt.rows, vt.cols))
     heat[r, c] = 1.0
-    box, point, score = box_from_map(heat.ravel(), vt)
+    box, point, score = box_from_map(heat.ravel(), vt, WHOLE_TOKENS)
     assert box == pytest.approx(expected)
     assert point == pytest.approx(((expected[0] + expected[2]) / 2, (expected[1] + expected[3]) / 2))
     assert score == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_default_rule_puts_a_single_hot_tokens_point_on_it_and_its_box_around_it(layout):
+    vt, (r, c), (x0, y0, x1, y1) = LAYOUTS[layout]
+    heat = np.zeros((vt.rows, vt.cols))
+    heat[r, c] = 1.0
+    box, point, _ = box_from_map(heat.ravel(), vt)
+    tw, th = x1 - x0, y1 - y0  # one token
+    assert x0 <= point[0] <= x1 and y0 <= point[1] <= y1
+    assert box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+    assert box[0] >= max(0, x0 - tw) and box[2] <= x1 + tw and box[1] >= max(0, y0 - th) and box[3] <= y1 + th
 
 
 def test_a_box_reaching_into_letterbox_padding_is_clipped_to_the_image():
     vt = grid_tokens(4, 4, (0, -20, 80, 60), (80, 40))  # rows 0 and 3 lie in the padding
     heat = np.zeros((4, 4))
     heat[0:2, 1] = [0.8, 1.0]
-    box, point, _ = box_from_map(heat.ravel(), vt)
+    box, point, _ = box_from_map(heat.ravel(), vt, WHOLE_TOKENS)
     assert box == (20.0, 0.0, 40.0, 20.0)
     assert point == (30.0, 10.0)
 
@@ -61,7 +75,7 @@ def test_the_box_covers_the_peak_component_only():
     heat = np.zeros((6, 6))
     heat[0:2, 0:2] = [[0.9, 0.6], [0.7, 1.0]]  # the peak's blob
     heat[4:6, 4:6] = 0.8  # a second blob above the threshold, not connected
-    box, point, score = box_from_map(heat.ravel(), vt)
+    box, point, score = box_from_map(heat.ravel(), vt, WHOLE_TOKENS)
     assert box == (0.0, 0.0, 20.0, 20.0)
     assert point == (15.0, 15.0)
     assert score == pytest.approx(heat[:2, :2].sum() / heat.sum())
@@ -69,7 +83,7 @@ def test_the_box_covers_the_peak_component_only():
 
 def test_tokens_below_half_the_peak_stay_out_of_the_box():
     vt = grid_tokens(1, 4, (0, 0, 40, 10), (40, 10))
-    box, _, _ = box_from_map(np.array([0.0, 0.4, 1.0, 0.6]), vt)
+    box, _, _ = box_from_map(np.array([0.0, 0.4, 1.0, 0.6]), vt, WHOLE_TOKENS)
     assert box == (20.0, 0.0, 40.0, 10.0)
 
 
