@@ -323,7 +323,7 @@ def main() -> None:
                 "concepts": args.concepts, "sizes": SIZES,
                 "layers": list(range(engine.backend.num_layers)) if engine.layers is None else list(engine.layers)}
         save_cases(out.with_suffix(".cases.npz"), cases, meta)  # kept: the rules can be re-scored offline
-    result = {**meta, "rule": asdict(DEFAULT_RULE), "map": DEFAULT_MAP}
+    result = {**meta, "rule": asdict(DEFAULT_RULE), "map": DEFAULT_MAP, "product_weight": PRODUCT_WEIGHT}
     result["summary"], md = report(cases, meta, np.random.default_rng(0))
     if args.tune:
         result["tuning"] = {"seed": args.tune_seed,

@@ -159,8 +159,8 @@ def box_from_map(heat: np.ndarray, vt: VisualTokens, rule: BoxRule = DEFAULT_RUL
     x0, x1 = np.clip([bx0 + xs.min() * cw, bx0 + (xs.max() + 1) * cw], 0, w)
     y0, y1 = np.clip([by0 + ys.min() * ch, by0 + (ys.max() + 1) * ch], 0, h)
     if rule.point == "centroid":
-        wts = grid[component] - min(ref, float(grid[component].min())) + 1e-12
-        cx, cy = float(np.average(xs + 0.5, weights=wts)), float(np.average(ys + 0.5, weights=wts))
+        wts = grid[ys, xs] - min(ref, float(grid[ys, xs].min())) + 1e-12
+        cx, cy = float(wts @ (xs + 0.5)) / float(wts.sum()), float(wts @ (ys + 0.5)) / float(wts.sum())
     else:  # the peak token's centre: the resampled maximum ties over the cells around it
         cy, cx = ((v + 0.5) * f for v in token_peak)
     px = float(np.clip(bx0 + cx * cw, 0, w - 1e-6))
