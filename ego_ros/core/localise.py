@@ -39,7 +39,7 @@ MAPS = ("attention", "similarity", "product")
 PRODUCT_WEIGHT = 0.25
 #: the map the engine uses unless asked otherwise (chosen on the toy benchmark, docs/toy_model.md)
 DEFAULT_MAP = "product"
-#: a token belongs to the box when its normalised map value is at least this share of the peak
+#: the first rule's threshold: a token belongs to the box when its normalised value is this share of the peak
 BOX_RELATIVE_THRESHOLD = 0.5
 
 
@@ -47,8 +47,8 @@ BOX_RELATIVE_THRESHOLD = 0.5
 class Location:
     """Where one concept is in one image, in the input image's pixels.
 
-    box: (x0, y0, x1, y1); point: (x, y) the centre of the peak token; score: the share of the map's mass
-    inside the box's component (1: all of it there, a sharp single blob; near the component's share of
+    box: (x0, y0, x1, y1); point: (x, y) as the box rule gives it (DEFAULT_RULE: the map-weighted centroid
+    of the box's component); score: the share of the map's mass inside the box's component (1: all of it there, a sharp single blob; near the component's share of
     the grid: a flat map); heatmap: (rows, cols) map normalised to [0, 1]."""
 
     name: str
