@@ -270,7 +270,7 @@ def _localisation_section(loc: dict[str, Any], plots: dict[str, str]) -> list[st
             "against the exact masks of the toy export: pointing = the point lies on the concept's mask; "
             "IoU against the mask's bounding box. Baselines: the image centre (a centred box of the mean "
             f"ground-truth size) and a random visual token. {loc['hidden']} case(s) with the concept hidden "
-            f"were not scored; {pct(loc['present_share'])} of the scored cases were judged present.", ""]
+            f"were not scored; {pct(loc['present_share'])} % of the scored cases were judged present.", ""]
     rows = [("Ego (all)", loc)] + [(f"Ego ({size})", v) for size, v in loc["by_size"].items()]
     rows += [(f"baseline: {name}", v) for name, v in loc["baselines"].items()]
     out += [_table(("cases", "n", "pointing accuracy", "mean IoU", "IoU >= 0.5"),
