@@ -14,7 +14,15 @@ from ego_ros.core.backends.base import VisualTokens
 from ego_ros.core.compose import query_context, query_sequence, recognition_queries
 from ego_ros.core.engine import EgoEngine, EngineConfig
 from ego_ros.core.introduce import IntroduceOptions
-from ego_ros.core.localise import MAPS, BoxRule, attention_rows, box_from_map, combine, similarity_map
+from ego_ros.core.localise import (
+    MAPS,
+    BoxRule,
+    attention_rows,
+    box_from_map,
+    boxes_from_maps,
+    combine,
+    similarity_map,
+)
 from ego_ros.core.sequence import Runner, sequence_embeds, sequence_positions
 from ego_ros.core.tails import shared_last_logits
 
@@ -119,6 +127,16 @@ def test_a_median_reference_keeps_a_raised_background_out_of_the_box():
 def test_a_box_rule_with_a_bad_field_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         BoxRule(**{field: value})
+
+
+@pytest.mark.parametrize("rule", [BoxRule(), BoxRule(upsample=8, relative=0.3, reference="median", point="centroid")])
+def test_maps_located_together_get_the_boxes_each_gets_alone(rule):
+    vt = grid_tokens(4, 6, (0, -8, 96, 56), (96, 48))
+    heats = np.random.default_rng(1).random((150, 24)) ** 4  # more maps than one OpenCV resize takes
+    heats[3] = 0.2  # a flat map among them
+    flat = [[*box, *point, score] for box, point, score in boxes_from_maps(heats, vt, rule)]
+    alone = [[*box, *point, score] for box, point, score in (box_from_map(h, vt, rule) for h in heats)]
+    assert np.asarray(flat) == pytest.approx(np.asarray(alone), abs=1e-9)  # one resize of many channels or one
 
 
 def test_a_flat_map_scores_zero():

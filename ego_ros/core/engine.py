@@ -55,7 +55,16 @@ from .limits import (
     check_token_count,
 )
 from .loading import load_backend, model_directory
-from .localise import DEFAULT_MAP, MAPS, Location, attention_rows, combine, locate_map, similarity_map
+from .localise import (
+    DEFAULT_MAP,
+    MAPS,
+    Location,
+    attention_rows,
+    combine,
+    locate_map,
+    locate_maps,
+    similarity_map,
+)
 from .memory import ConceptMemory, MemoryView, validate_name
 from .profile import stage
 from .sequence import DECODERS, PrefixCache, Runner, Sequence
@@ -358,8 +367,11 @@ class EgoEngine:
                           if r.considered and (locate == "all" or (locate == "present" and r.present))]
                 if wanted:
                     sims = self._similarities(vt, [r.name for r in wanted])
-                    for r in wanted:
-                        r.location = self._location(vt, r.name, attn.get(r.name), similarity=sims[r.name])
+                    which = self.config.location_map
+                    with stage("locate"):
+                        heats = np.stack([combine(attn.get(r.name), sims[r.name], which) for r in wanted])
+                        for r, loc in zip(wanted, locate_maps([r.name for r in wanted], heats, vt, which)):
+                            r.location = loc
                 out.append(recs)
             return out
 

@@ -48,8 +48,9 @@ class Location:
     """Where one concept is in one image, in the input image's pixels.
 
     box: (x0, y0, x1, y1); point: (x, y) as the box rule gives it (DEFAULT_RULE: the map-weighted centroid
-    of the box's component); score: the share of the map's mass inside the box's component (1: all of it there, a sharp single blob; near the component's share of
-    the grid: a flat map); heatmap: (rows, cols) map normalised to [0, 1]."""
+    of the box's component); score: the share of the map's mass inside the box's component (1: all of it
+    there, a sharp single blob; near the component's share of the grid: a flat map); heatmap: (rows, cols)
+    map normalised to [0, 1]."""
 
     name: str
     box: tuple[float, float, float, float]
@@ -134,48 +135,77 @@ DEFAULT_RULE = BoxRule(upsample=8, relative=0.3, reference="median", point="cent
 
 def box_from_map(heat: np.ndarray, vt: VisualTokens, rule: BoxRule = DEFAULT_RULE
                  ) -> tuple[tuple[float, float, float, float], tuple[float, float], float]:
-    """Box, point and score of a map (N,) over `vt`'s grid, by `rule`.
+    """Box, point and score of a map (N,) over `vt`'s grid, by `rule` (`boxes_from_maps` of one map)."""
+    return boxes_from_maps(np.asarray(heat)[None], vt, rule)[0]
 
-    Normalise to [0, 1], resample to `rule.upsample` cells per token side, keep the cells at or above
+
+def boxes_from_maps(heats: np.ndarray, vt: VisualTokens, rule: BoxRule = DEFAULT_RULE
+                    ) -> list[tuple[tuple[float, float, float, float], tuple[float, float], float]]:
+    """Box, point and score of each of K maps (K, N) over `vt`'s grid, by `rule`.
+
+    Normalise each to [0, 1], resample to `rule.upsample` cells per token side, keep the cells at or above
     the threshold, take the 8-connected component holding the peak and box it, in image pixels clipped to
-    the image. The score is the share of the map's mass inside the component."""
-    grid = normalise(np.asarray(heat, dtype=np.float64).reshape(vt.rows, vt.cols))
-    token_peak = divmod(int(np.argmax(grid)), vt.cols)
+    the image. The score is the share of the map's mass inside the component. The maps are normalised,
+    resampled and thresholded together (one OpenCV resize of a K-channel image: a recognition frame
+    locates every concept in context, and per-map calls cost more than the work)."""
+    heats = np.asarray(heats, dtype=np.float64).reshape(-1, vt.rows * vt.cols)
+    lo, hi = heats.min(axis=1, keepdims=True), heats.max(axis=1, keepdims=True)
+    span = hi - lo
+    flat = np.isfinite(span) & (span > 1e-12)
+    norm = np.where(flat, (heats - lo) / np.where(flat, span, 1.0), 0.0)  # as `normalise`, per map
+    token_peaks = norm.argmax(axis=1)
     f = rule.upsample
+    grids = norm.reshape(-1, vt.rows, vt.cols).transpose(1, 2, 0)  # (rows, cols, K)
     if f > 1:
         # INTER_LINEAR aligns cell centres (half-pixel convention): a token's value sits at its centre.
-        grid = cv2.resize(grid, (vt.cols * f, vt.rows * f), interpolation=cv2.INTER_LINEAR)
-    rows, cols = grid.shape
+        # In chunks: OpenCV's Python binding refuses images of a few hundred channels (384 fails, 128 works).
+        grids = np.concatenate([cv2.resize(np.ascontiguousarray(grids[:, :, i:i + 128]), (vt.cols * f, vt.rows * f),
+                                           interpolation=cv2.INTER_LINEAR).reshape(vt.rows * f, vt.cols * f, -1)
+                                for i in range(0, grids.shape[2], 128)], axis=2)
+    rows, cols, k = grids.shape
+    cells = grids.reshape(rows * cols, k)
+    peaks = cells.argmax(axis=0)
+    top = cells[peaks, np.arange(k)]
+    refs = np.median(cells, axis=0) if rule.reference == "median" else cells.min(axis=0)
+    keeps = (cells >= refs + rule.relative * (top - refs)).astype(np.uint8)
+    keeps[peaks, np.arange(k)] = 1
+    totals = cells.sum(axis=0)
     bx0, by0, bx1, by1 = vt.box
     cw, ch = (bx1 - bx0) / cols, (by1 - by0) / rows  # one cell in image pixels
     w, h = vt.image_size
-    peak = int(np.argmax(grid))
-    ref = float(np.median(grid)) if rule.reference == "median" else float(grid.min())
-    keep = (grid >= ref + rule.relative * (float(grid.flat[peak]) - ref)).astype(np.uint8)
-    keep.flat[peak] = 1
-    _, labels = cv2.connectedComponents(keep, connectivity=8)
-    component = labels == labels.flat[peak]
-    ys, xs = np.nonzero(component)
-    x0, x1 = np.clip([bx0 + xs.min() * cw, bx0 + (xs.max() + 1) * cw], 0, w)
-    y0, y1 = np.clip([by0 + ys.min() * ch, by0 + (ys.max() + 1) * ch], 0, h)
-    if rule.point == "centroid":
-        wts = grid[ys, xs] - min(ref, float(grid[ys, xs].min())) + 1e-12
-        cx, cy = float(wts @ (xs + 0.5)) / float(wts.sum()), float(wts @ (ys + 0.5)) / float(wts.sum())
-    else:  # the peak token's centre: the resampled maximum ties over the cells around it
-        cy, cx = ((v + 0.5) * f for v in token_peak)
-    px = float(np.clip(bx0 + cx * cw, 0, w - 1e-6))
-    py = float(np.clip(by0 + cy * ch, 0, h - 1e-6))
-    total = float(grid.sum())
-    score = float(grid[component].sum() / total) if total > 0 else 0.0
-    return (float(x0), float(y0), float(x1), float(y1)), (px, py), score
+    out = []
+    for i in range(k):
+        grid = grids[:, :, i]
+        _, labels = cv2.connectedComponents(np.ascontiguousarray(keeps[:, i].reshape(rows, cols)), connectivity=8)
+        ys, xs = np.nonzero(labels == labels.flat[peaks[i]])
+        # Plain min/max: np.clip on four scalars costs more than the rest of a box (per concept, per frame).
+        x0, x1 = (min(max(float(v), 0.0), w) for v in (bx0 + xs.min() * cw, bx0 + (xs.max() + 1) * cw))
+        y0, y1 = (min(max(float(v), 0.0), h) for v in (by0 + ys.min() * ch, by0 + (ys.max() + 1) * ch))
+        values = grid[ys, xs]
+        if rule.point == "centroid":
+            wts = values - min(float(refs[i]), float(values.min())) + 1e-12
+            cx, cy = float(wts @ (xs + 0.5)) / float(wts.sum()), float(wts @ (ys + 0.5)) / float(wts.sum())
+        else:  # the peak token's centre: the resampled maximum ties over the cells around it
+            cy, cx = ((v + 0.5) * f for v in divmod(int(token_peaks[i]), vt.cols))
+        px = min(max(float(bx0 + cx * cw), 0.0), w - 1e-6)
+        py = min(max(float(by0 + cy * ch), 0.0), h - 1e-6)
+        score = float(values.sum() / totals[i]) if totals[i] > 0 else 0.0
+        out.append(((float(x0), float(y0), float(x1), float(y1)), (px, py), score))
+    return out
 
 
 def locate_map(name: str, heat: np.ndarray, vt: VisualTokens, which: str = DEFAULT_MAP,
                rule: BoxRule = DEFAULT_RULE) -> Location:
-    box, point, score = box_from_map(heat, vt, rule)
-    return Location(name=name, box=box, point=point, score=score,
-                    heatmap=normalise(np.asarray(heat)).reshape(vt.rows, vt.cols), map=which,
-                    extent=tuple(float(v) for v in vt.box))
+    return locate_maps([name], np.asarray(heat)[None], vt, which, rule)[0]
+
+
+def locate_maps(names: list[str], heats: np.ndarray, vt: VisualTokens, which: str = DEFAULT_MAP,
+                rule: BoxRule = DEFAULT_RULE) -> list[Location]:
+    """A `Location` per name from its map (row of `heats`, (K, N)), boxes by `boxes_from_maps`."""
+    extent = tuple(float(v) for v in vt.box)
+    return [Location(name=n, box=box, point=point, score=score,
+                     heatmap=normalise(np.asarray(heat)).reshape(vt.rows, vt.cols), map=which, extent=extent)
+            for n, heat, (box, point, score) in zip(names, heats, boxes_from_maps(heats, vt, rule))]
 
 
 def attention_rows(records: dict[int, list[torch.Tensor]]) -> np.ndarray:
@@ -186,4 +216,4 @@ def attention_rows(records: dict[int, list[torch.Tensor]]) -> np.ndarray:
 
 
 __all__ = ["Location", "BoxRule", "DEFAULT_RULE", "MAPS", "PRODUCT_WEIGHT", "DEFAULT_MAP", "similarity_map", "combine",
-           "box_from_map", "locate_map", "normalise", "attention_rows"]
+           "box_from_map", "boxes_from_maps", "locate_map", "locate_maps", "normalise", "attention_rows"]
