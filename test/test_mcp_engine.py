@@ -18,8 +18,8 @@ import pytest
 from mcp_env import McpClient, image_from_content, mcp_client, png_base64, server_env
 from PIL import Image
 
-TOOLS = {"list_concepts", "introduce_concept", "forget_concept", "rename_concept", "what_do_you_see", "ask",
-         "caption", "latest_frame"}
+TOOLS = {"list_concepts", "introduce_concept", "forget_concept", "rename_concept", "what_do_you_see", "locate",
+         "ask", "caption", "latest_frame"}
 
 
 @dataclass
@@ -96,6 +96,31 @@ def test_what_do_you_see_scores_the_concept_higher_in_a_scene_that_holds_it(mcp,
 
 
 @pytest.mark.slow
+def test_locate_gives_the_engines_box_and_point_in_pixels_of_the_given_image(mcp, scenes, store):
+    from ego_ros.core.engine import EgoEngine
+
+    mcp.ok("introduce_concept", {"name": "where", "image_paths": scenes.references})
+    out = mcp.ok("locate", {"name": "where", "image_path": scenes.with_it})
+    with EgoEngine.load("toy", store_dir=store, read_only_store=True) as engine:  # beside the server
+        rec = engine.locate(Image.open(scenes.with_it), "where")
+    assert out["name"] == "where" and out["found"] == rec.present
+    assert out["probability"] == pytest.approx(rec.probability, abs=1e-4)
+    assert [out["box"][k] for k in ("x_min", "y_min", "x_max", "y_max")] == pytest.approx(rec.location.box, abs=0.05)
+    assert (out["point"]["x"], out["point"]["y"]) == pytest.approx(rec.location.point, abs=0.05)
+    assert out["image"] == dict(zip(("width", "height"), Image.open(scenes.with_it).size))
+    assert out["frame"]["source"] == "given image"
+
+
+@pytest.mark.slow
+def test_locate_without_an_image_searches_the_latest_image_given(mcp, scenes):
+    mcp.ok("introduce_concept", {"name": "later", "image_paths": scenes.references})
+    given = mcp.ok("locate", {"name": "later", "image_path": scenes.with_it})
+    latest = mcp.ok("locate", {"name": "later"})
+    assert latest["frame"]["source"] == "latest image given"
+    assert {k: v for k, v in latest.items() if k != "frame"} == {k: v for k, v in given.items() if k != "frame"}
+
+
+@pytest.mark.slow
 def test_ask_answers_about_the_latest_image_with_the_concepts_in_context(mcp, scenes):
     mcp.ok("introduce_concept", {"name": "asked", "image_paths": scenes.references})
     mcp.ok("what_do_you_see", {"image_path": scenes.with_it})  # becomes the latest frame
@@ -158,6 +183,9 @@ def test_an_existing_concept_is_not_overwritten_without_replace(mcp, scenes):
     ("what_do_you_see", {"image_path": "/nonexistent/frame.png"}, "no such file"),
     ("what_do_you_see", {"image_path": "/a.png", "image_base64": "aGVsbG8="}, "not both"),
     ("what_do_you_see", {"concepts": ["nobody"]}, "unknown concept 'nobody'"),
+    ("locate", {"name": "nobody"}, "unknown concept 'nobody'"),
+    ("locate", {"name": "  "}, "concept name is empty"),
+    ("locate", {"name": "x", "image_path": "/nonexistent/frame.png"}, "no such file"),
 ])
 def test_bad_input_is_a_tool_error_with_a_clear_message(mcp, scenes, tool, arguments, message):
     mcp.ok("what_do_you_see", {"image_path": scenes.with_it})  # a latest frame exists: only the input is bad

@@ -110,8 +110,8 @@ def _names(client: McpClient) -> list[str]:
 
 def test_ros_mode_serves_what_do_you_see_on_the_camera_stream_only(robot):
     tools = robot.tools()
-    assert {"list_concepts", "introduce_concept", "forget_concept", "rename_concept", "what_do_you_see", "ask",
-            "caption", "latest_frame"} == set(tools)
+    assert {"list_concepts", "introduce_concept", "forget_concept", "rename_concept", "what_do_you_see", "locate",
+            "ask", "caption", "latest_frame"} == set(tools)
     assert set(tools["what_do_you_see"].input_schema["properties"]) == {"concepts"}
 
 
@@ -149,6 +149,19 @@ def test_ask_and_caption_use_the_camera_frame_or_a_given_image(robot):
     assert given["frame"]["source"] == "given image" and isinstance(given["caption"], str)
 
 
+def test_locate_answers_from_the_nodes_locate_service_on_the_camera_frame_or_a_given_image(robot):
+    robot.ok("introduce_concept", {"name": "where_cam", "frames": 1})
+    out = robot.ok("locate", {"name": "where_cam"})
+    assert out["name"] == "where_cam" and isinstance(out["found"], bool) and 0.0 <= out["probability"] <= 1.0
+    box, point = out["box"], out["point"]
+    assert 0 <= box["x_min"] < box["x_max"] <= CAMERA["width"] and 0 <= box["y_min"] < box["y_max"] <= CAMERA["height"]
+    assert box["x_min"] <= point["x"] <= box["x_max"] and box["y_min"] <= point["y"] <= box["y_max"]
+    assert out["frame"]["source"] == "camera" and out["frame"]["frame_id"] == "camera" and "image" not in out
+    given = robot.ok("locate", {"name": "where_cam", "image_base64": png_base64(random_rgb(6, 48, 80))})
+    assert given["frame"]["source"] == "given image" and given["image"] == {"width": 80, "height": 48}
+    assert given["box"]["x_max"] <= 80 and given["box"]["y_max"] <= 48
+
+
 def test_latest_frame_is_the_camera_image_downscaled(robot):
     result = robot.call("latest_frame", {"max_side": 48})
     assert not result.is_error, result.content
@@ -179,6 +192,7 @@ def test_introduce_from_a_given_file_then_rename_then_forget(robot, tmp_path):
     ("introduce_concept", {"name": "", "frames": 1}, "concept name is empty"),
     ("introduce_concept", {"name": "", "images_base64": [png_base64(random_rgb(1))]}, "concept name is empty"),
     ("ask", {"question": ""}, "question is empty"),
+    ("locate", {"name": "nobody"}, "unknown concept 'nobody'"),
 ])
 def test_bad_input_gets_the_nodes_clear_message(robot, tool, arguments, message):
     error = robot.error(tool, arguments)

@@ -89,6 +89,10 @@ class Backend(ABC):
     async def what_do_you_see(self, image: Image.Image | None, concepts: list[str]) -> dict[str, Any]: ...
 
     @abstractmethod
+    async def locate(self, name: str, image: Image.Image | None) -> dict[str, Any]:
+        """Where concept `name` is in the image (default: the latest frame): `location_result`'s shape."""
+
+    @abstractmethod
     async def ask(self, question: str, image: Image.Image | None, concepts: list[str],
                   max_new_tokens: int) -> dict[str, Any]: ...
 
@@ -116,3 +120,20 @@ def recognitions_result(names: list[str], probabilities: list[float], present: l
     return {"present": [n for n, _, p in scored if p],
             "scores": [{"name": n, "probability": round(float(pr), 4), "present": bool(p)} for n, pr, p in scored],
             "threshold": round(float(threshold), 4)}
+
+
+def location_result(name: str, found: bool, probability: float, box: tuple[float, float, float, float],
+                    point: tuple[float, float], score: float, image_size: tuple[int, int] | None
+                    ) -> dict[str, Any]:
+    """`locate`'s result core, the same from both backends: pixels of the image searched (origin top-left),
+    whose size is given when known (`image_size`, width and height)."""
+    out = {"name": name, "found": bool(found), "probability": round(float(probability), 4),
+            "box": {"x_min": round(float(box[0]), 1), "y_min": round(float(box[1]), 1),
+                    "x_max": round(float(box[2]), 1), "y_max": round(float(box[3]), 1)},
+            "point": {"x": round(float(point[0]), 1), "y": round(float(point[1]), 1)},
+            "score": round(float(score), 4),
+            "note": ("judged present; box and point locate it" if found else
+                     "not judged present: box and point are only the map's best guess")}
+    if image_size is not None:
+        out["image"] = {"width": int(image_size[0]), "height": int(image_size[1])}
+    return out

@@ -18,7 +18,15 @@ from PIL import Image
 from ..core.engine import EgoEngine
 from ..core.errors import EgoError
 from ..core.memory import ConceptMemory, validate_name
-from .backend import DEFAULT_TIMEOUT_S, Backend, ProgressFn, ProgressRelay, concept_summary, recognitions_result
+from .backend import (
+    DEFAULT_TIMEOUT_S,
+    Backend,
+    ProgressFn,
+    ProgressRelay,
+    concept_summary,
+    location_result,
+    recognitions_result,
+)
 from .errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -137,6 +145,17 @@ class EngineBackend(Backend):
                         "width": picture.width, "height": picture.height}
         if not recs:
             out["note"] = "no concepts taught yet: introduce_concept first"
+        return out
+
+    async def locate(self, name: str, image: Image.Image | None) -> dict[str, Any]:
+        if not name.strip():
+            raise AgentError("concept name is empty")
+        picture = self._query_image(image)
+        rec = await self._run(f"locating {name!r}", self.engine.locate, picture, name)
+        loc = rec.location
+        out = location_result(rec.name, rec.present, rec.probability, loc.box, loc.point, loc.score,
+                              picture.size)
+        out["frame"] = {"source": "given image" if image is not None else "latest image given"}
         return out
 
     async def ask(self, question: str, image: Image.Image | None, concepts: list[str],

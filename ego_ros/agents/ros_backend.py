@@ -31,12 +31,20 @@ from sensor_msgs.msg import Image as ImageMsg
 
 from ego_msgs.action import IntroduceFromCamera
 from ego_msgs.msg import Recognitions
-from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, RemoveConcept, RenameConcept
+from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 
 from ..ros.demo import find_profile
 from ..ros.image_conversion import ImageConversionError, compressed_to_rgb, image_fields_to_rgb, rgb_to_compressed
 from ..ros.image_conversion import rgb_to_image_fields as rgb_fields
-from .backend import DEFAULT_TIMEOUT_S, Backend, ProgressFn, ProgressRelay, concept_summary, recognitions_result
+from .backend import (
+    DEFAULT_TIMEOUT_S,
+    Backend,
+    ProgressFn,
+    ProgressRelay,
+    concept_summary,
+    location_result,
+    recognitions_result,
+)
 from .errors import AgentError
 
 #: Recognitions older than this (seconds since they arrived) are reported with a warning.
@@ -87,6 +95,7 @@ class RosBackend(Backend):
             "rename": self.node.create_client(RenameConcept, f"{n}/rename_concept"),
             "ask": self.node.create_client(Ask, f"{n}/ask"),
             "caption": self.node.create_client(Caption, f"{n}/caption"),
+            "locate": self.node.create_client(Locate, f"{n}/locate"),
             "state": self.node.create_client(GetState, f"{n}/get_state"),
         }
         self._action = ActionClient(self.node, IntroduceFromCamera, f"{n}/introduce_from_camera")
@@ -306,6 +315,18 @@ class RosBackend(Backend):
     @staticmethod
     def _image_msg(image: Image.Image | None) -> ImageMsg:
         return ImageMsg() if image is None else ImageMsg(**rgb_fields(np.asarray(image.convert("RGB")), "rgb8"))
+
+    async def locate(self, name: str, image: Image.Image | None) -> dict[str, Any]:
+        if not name.strip():
+            raise AgentError("concept name is empty")
+        response = await self._call("locate", Locate.Request(name=name, image=self._image_msg(image)), "locate")
+        loc = response.location
+        # The node's answer does not carry the camera frame's size: only a given image's is known here.
+        out = location_result(loc.name or name, response.found, response.probability,
+                              (loc.x_min, loc.y_min, loc.x_max, loc.y_max), (loc.x, loc.y), loc.score,
+                              image.size if image is not None else None)
+        out["frame"] = {**_stamp(response.header), "source": "given image" if image is not None else "camera"}
+        return out
 
     async def ask(self, question: str, image: Image.Image | None, concepts: list[str],
                   max_new_tokens: int) -> dict[str, Any]:

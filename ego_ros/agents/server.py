@@ -64,7 +64,8 @@ def build_server(backend: Backend, read_only: bool = False, name: str = "ego_ros
         "The robot's personal memory (Ego): concepts a person taught it (their mug, their dog, a "
         "friend's face) that it recognises, captions and answers about in camera images. "
         f"Connected to: {backend.describe()}. Start with list_concepts; what_do_you_see says which "
-        "concepts are in the latest frame; ask and caption answer in words; latest_frame shows the frame."
+        "concepts are in the latest frame; locate says where one is; ask and caption answer in words; "
+        "latest_frame shows the frame."
         + ("" if not read_only else " This server is read-only: concepts cannot be taught, renamed or forgotten."))
     mcp = MCPServer(name, instructions=instructions)
     deadline = backend.timeout_s + OUTER_SLACK_S
@@ -130,6 +131,15 @@ def build_server(backend: Backend, read_only: bool = False, name: str = "ego_ros
         async def what_do_you_see(concepts: Concepts = None) -> dict[str, Any]:
             """Which known concepts the robot sees in its latest camera frame, with their probabilities."""
             return await _guarded("what_do_you_see", backend.what_do_you_see(None, concepts or []), deadline)
+
+    @mcp.tool(annotations=READ)
+    async def locate(name: Annotated[str, Field(description="the concept to find, e.g. 'kona'")],
+                     image_path: ImagePath = None, image_base64: ImageB64 = None) -> dict[str, Any]:
+        """Where a known concept is in the latest frame (or a given image): found or not, box and point in pixels."""
+        async def run() -> dict[str, Any]:
+            return await backend.locate(name, one_image(image_path, image_base64, backend.allow_paths))
+
+        return await _guarded("locate", run(), deadline)
 
     @mcp.tool(annotations=READ)
     async def ask(question: Annotated[str, Field(description="the question, e.g. 'Where is kona?'")],

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -57,7 +58,16 @@ from .limits import (
     check_token_count,
 )
 from .loading import load_backend, model_directory
-from .localise import DEFAULT_MAP, MAPS, Location, attention_rows, combine, locate_map, similarity_map
+from .localise import (
+    DEFAULT_MAP,
+    MAPS,
+    Location,
+    attention_rows,
+    combine,
+    locate_map,
+    locate_maps,
+    similarity_map,
+)
 from .memory import ConceptMemory, MemoryView, validate_name
 from .profile import stage
 from .sequence import DECODERS, PrefixCache, Runner, Sequence
@@ -384,8 +394,11 @@ class EgoEngine:
                           if r.considered and (locate == "all" or (locate == "present" and r.present))]
                 if wanted:
                     sims = self._similarities(vt, [r.name for r in wanted])
-                    for r in wanted:
-                        r.location = self._location(vt, r.name, attn.get(r.name), similarity=sims[r.name])
+                    which = self.config.location_map
+                    with stage("locate"):
+                        heats = np.stack([combine(attn.get(r.name), sims[r.name], which) for r in wanted])
+                        for r, loc in zip(wanted, locate_maps([r.name for r in wanted], heats, vt, which)):
+                            r.location = loc
                 out.append(recs)
             return out
 
@@ -406,16 +419,27 @@ class EgoEngine:
             rec.location = self._location(vt, n, attn.get(n), which)
         return rec
 
-    def location_maps(self, image: ImageInput, name: str) -> tuple[VisualTokens, dict[str, Any], float]:
+    def location_maps(self, image: ImageInput, name: str, layers: list[int] | None = None
+                      ) -> tuple[VisualTokens, dict[str, Any], float]:
         """Every candidate map of one concept in one image (benchmarks): the image's visual tokens, the
-        raw maps by name (localise.MAPS, each (rows, cols)) and P(yes)."""
+        maps by name (localise.MAPS, each (rows, cols), normalised) and P(yes).
+
+        The maps also hold the raw signals the candidates are built from, for analysis of other rules:
+        "raw_similarity" (rows, cols) and "raw_attention" (L, rows, cols), the attention of the question's
+        last token on each layer of `layers` (default: the engine's calibrated layers, from which the
+        "attention" map is built as in recognition)."""
         rgb = to_rgb(image)
         names = self._names([name])
+        own = list(range(self.backend.num_layers)) if self.layers is None else list(self.layers)
+        layers = own if layers is None else list(layers)
         with self._model_call("localisation"), torch.inference_mode():
             vt = self._encode_frames([rgb])[0]
-            probs, attn = self._yes_probabilities(vt, names, capture=True)
+            probs, records = self._captured_yes_probabilities(vt, names, sorted(set(layers) | set(own)))
+            attn = attention_rows({k: records[k] for k in own})[0]
             sim = similarity_map(vt.embeds, self._memory_tokens(names[0]))
-            maps = {m: vt.to_map(combine(attn.get(names[0]), sim, m)) for m in MAPS}
+            maps = {m: vt.to_map(combine(attn, sim, m)) for m in MAPS}
+            maps["raw_similarity"] = vt.to_map(sim)
+            maps["raw_attention"] = np.stack([vt.to_map(attention_rows({k: records[k]})[0]) for k in layers])
         return vt, maps, probs[names[0]]
 
     def _encode_frames(self, images: list[Image.Image]) -> list[VisualTokens]:
@@ -626,12 +650,24 @@ class EgoEngine:
         if not capture:
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
             return dict(zip(names, self._probabilities(logits))), {}
+        probs, records = self._captured_yes_probabilities(vt, names, self.layers, queries, prefix)
+        return probs, dict(zip(names, attention_rows(records)))
+
+    def _captured_yes_probabilities(self, vt: VisualTokens, names: list[str], layers: list[int],
+                                    queries: Any = None, prefix: Any = None
+                                    ) -> tuple[dict[str, float], dict[int, list[torch.Tensor]]]:
+        """P(yes) per concept and the attention records (Capture.records) of each question's last token
+        over the query image's visual tokens on `layers`, from the recognition passes themselves."""
+        if queries is None:
+            with stage("compose"):
+                queries = recognition_queries(self.backend, self._context(names, 1), [vt],
+                                              [self.backend.prompts.recognition.format(name=n) for n in names])
+            prefix = self._prefix(queries.shared, names, queries.context_end)
         columns = queries.shared.columns["image::0"]  # the query image's tokens, in token-list order
-        with capturing(self.layers, columns) as cap:
+        with capturing(layers, columns) as cap:
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch,
                                         capture=cap)
-        rows = attention_rows(cap.records)
-        return dict(zip(names, self._probabilities(logits))), dict(zip(names, rows))
+        return dict(zip(names, self._probabilities(logits))), cap.records
 
     def _answer(self, images: list[Image.Image], question: str, concepts: list[str] | None,
                 max_new_tokens: int | None, video: bool = False) -> Answer:

@@ -23,7 +23,7 @@ from .datasets import KINDS, DatasetError
 from .judges import JUDGES, HttpJudgeConfig, JudgeError
 from .methods import METHODS
 
-TASKS = ("recognition", "vqa", "captioning", "video_qa")
+TASKS = ("recognition", "localisation", "vqa", "captioning", "video_qa")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .localisation import ToyMasks, load_toy_masks
 from .negatives import load_negative_kinds
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
@@ -178,6 +179,8 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     #: {concept: {other concept: negative kind}} from a toy export's manifest (`ego_ros.eval.negatives`)
     negative_kinds: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: exact object masks of a toy export's test images (`ego_ros.eval.localisation`), None for other data
+    masks: ToyMasks | None = None
 
     @property
     def multi_concept(self) -> bool:
@@ -188,6 +191,7 @@ class Dataset:
         """The tasks this dataset provides, in the order the runner performs them."""
         present = {
             "recognition": self.recognition,
+            "localisation": self.recognition if self.masks is not None else [],
             "vqa": self.vqa,
             "captioning": self.captions,
             "video_qa": self.videos,
@@ -580,7 +584,7 @@ def read_yollava(path: Path, views: int = 1) -> Dataset:
         notes.append("yollava-visual-qa.json not found: no VQA task")
     return Dataset(
         "yollava", root, views, concepts, recognition=samples, vqa=vqa, notes=notes,
-        negative_kinds=load_negative_kinds(root),
+        negative_kinds=load_negative_kinds(root), masks=load_toy_masks(root),
     )  # fmt: skip
 
 
@@ -772,7 +776,7 @@ def read_thisismy_multi(path: Path, views: int = 1) -> Dataset:
         notes.append("no VQA/*.json questions: no VQA task")
     return Dataset(
         "thisismy-multi", root, views, concepts, recognition=samples, vqa=vqa, captions=captions, notes=notes,
-        negative_kinds=load_negative_kinds(root),
+        negative_kinds=load_negative_kinds(root), masks=load_toy_masks(root),
     )  # fmt: skip
 
 

@@ -140,6 +140,8 @@ def render_report(results: dict[str, Any]) -> str:
     out += [_table(("setting", "value"), rows), ""]
     if "recognition" in m:
         out += _recognition_section(m["recognition"], results.get("plots", {}))
+    if "localisation" in m:
+        out += _localisation_section(m["localisation"], results.get("plots", {}))
     for task, title in (("vqa", "Visual question answering"), ("video_qa", "Video question answering")):
         if task in m:
             out += _qa_section(m[task], title)
@@ -260,6 +262,25 @@ def _recognition_section(r: dict[str, Any], plots: dict[str, str]) -> list[str]:
     return out
 
 
+def _localisation_section(loc: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    out = ["## Localisation", ""]
+    if not loc.get("cases"):
+        return out + [f"No case with a visible mask ({loc.get('hidden', 0)} hidden).", ""]
+    out += [f"Every (test image, concept it shows) case, located with the engine's `{loc.get('map')}` map "
+            "against the exact masks of the toy export: pointing = the point lies on the concept's mask; "
+            "IoU against the mask's bounding box. Baselines: the image centre (a centred box of the mean "
+            f"ground-truth size) and a random visual token. {loc['hidden']} case(s) with the concept hidden "
+            f"were not scored; {pct(loc['present_share'])} % of the scored cases were judged present.", ""]
+    rows = [("Ego (all)", loc)] + [(f"Ego ({size})", v) for size, v in loc["by_size"].items()]
+    rows += [(f"baseline: {name}", v) for name, v in loc["baselines"].items()]
+    out += [_table(("cases", "n", "pointing accuracy", "mean IoU", "IoU >= 0.5"),
+                   [(label, v["cases"], pct(v["pointing"]), f"{v['iou_mean']:.3f}", pct(v["iou_ge_0.5"]))
+                    for label, v in rows]), ""]
+    if "localisation" in plots:
+        out += [f"![heatmaps of a few cases over their images]({plots['localisation']})", ""]
+    return out
+
+
 def _qa_section(q: dict[str, Any], title: str) -> list[str]:
     kind = q.get("kind", "")
     out = [
@@ -361,6 +382,9 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> dict[str, str]:
             written["recognition_matrix"] = _matrix_plot(
                 conf, out_dir / "recognition_matrix.png", Figure, FigureCanvasAgg
             )
+    if m.get("localisation", {}).get("examples"):
+        written["localisation"] = _heatmap_plot(m["localisation"]["examples"], Path(results["dataset"]["root"]),
+                                                out_dir / "localisation_heatmaps.png", Figure, FigureCanvasAgg)
     if "captioning" in m and m["captioning"]["per_group"]:
         per = m["captioning"]["per_group"]
         groups = list(per)
@@ -376,6 +400,30 @@ def write_plots(results: dict[str, Any], out_dir: str | Path) -> dict[str, str]:
         fig.savefig(out_dir / "captioning_per_group.png", dpi=110)
         written["captioning"] = "captioning_per_group.png"
     return written
+
+
+def _heatmap_plot(examples: list[dict[str, Any]], root: Path, path: Path, figure_cls: Any, canvas_cls: Any) -> str:
+    """Each example's heatmap over its image (placed on the region the grid tiles), with the located box
+    and point (red) and the ground-truth box (white, dashed)."""
+    from matplotlib.patches import Rectangle
+    from PIL import Image
+
+    fig = figure_cls(figsize=(2.4 * len(examples), 2.8))
+    canvas_cls(fig)
+    for i, ex in enumerate(examples):
+        ax = fig.add_subplot(1, len(examples), i + 1)
+        with Image.open(root / ex["image"]) as im:
+            ax.imshow(im.convert("RGB"))
+        x0, y0, x1, y1 = ex["extent"]
+        ax.imshow(ex["heatmap"], extent=(x0, x1, y1, y0), cmap="jet", alpha=0.45, interpolation="bilinear")
+        for box, style in ((ex["gt_box"], {"edgecolor": "w", "linestyle": "--"}), (ex["box"], {"edgecolor": "r"})):
+            ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False, lw=1.2, **style))
+        ax.plot(*ex["point"], "r+", ms=9)
+        ax.set_title(f"{ex['concept']}: {'hit' if ex['hit'] else 'miss'}, IoU {ex['iou']:.2f}", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path.name
 
 
 def _matrix_plot(conf: dict[str, Any], path: Path, figure_cls: Any, canvas_cls: Any) -> str:

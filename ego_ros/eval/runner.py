@@ -21,6 +21,9 @@ Output folder (``out_dir``):
                                  "not_considered" (decisions on concepts the engine's similarity filter
                                  left out), for multi-concept data "concept_level", and for toy
                                  exports "by_negative_kind" (see eval.negatives)},
+                 "localisation" (toy exports: exact masks): {"cases", "hidden", "pointing", "iou_mean",
+                                  "iou_ge_0.5", "present_share", "map", "by_size", "baselines", "examples"}
+                                  (see eval.localisation),
                  "vqa" / "video_qa": {see metrics.accuracy_metrics, plus "kind": "multiple_choice" |
                                       "open" | "mixed", "judge", "unparseable"},
                  "captioning": {see metrics.caption_recall}},
@@ -44,19 +47,19 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from .. import __version__
+from . import localisation
 from .cache import CACHE_FILE, ResultCache, item_id, make_key, settings_hash
 from .datasets import Dataset, DatasetError, DatasetSpec, group_name, load_dataset, parse_dataset_spec
 from .judges import HttpJudgeConfig, Judge, JudgeError, judge_id, make_judge
+from .localisation import TASK as LOCALISATION
 from .methods import MethodSpec, get_method
 from .metrics import (
     Decision,
@@ -70,41 +73,10 @@ from .metrics import (
 from .negatives import negative_kind, negative_kind_breakdown
 from .protocols import PROTOCOL_VERSION, ab_correct, caption_mentions, format_ab_question, parse_choice, sample_frames
 from .report import REPORT_FILE, RESULTS_FILE, render_report, write_plots
+from .work import WorkItem, select_limited
 
 SCHEMA = "ego_ros.eval/1"
 ANSWERS_FILE = "answers.json"
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One unit of cached work: a (task, image, concept, item) with the dataset record behind it."""
-
-    task: str
-    key: str
-    image: str
-    concept: str
-    item: str
-    record: Any
-
-
-def select_limited(items: Sequence[Any], limit: int | None, seed: int, group: Callable[[Any], str]) -> list[Any]:
-    """Up to ``limit`` items, round-robin over groups in a seeded order, returned in dataset order."""
-    if limit is None or limit >= len(items):
-        return list(items)
-    rng = random.Random(seed)
-    buckets: dict[str, list[int]] = {}
-    for i, it in enumerate(items):
-        buckets.setdefault(group(it), []).append(i)
-    order = list(buckets)
-    rng.shuffle(order)
-    for g in order:
-        rng.shuffle(buckets[g])
-    chosen: list[int] = []
-    while len(chosen) < limit:
-        for g in order:
-            if buckets[g] and len(chosen) < limit:
-                chosen.append(buckets[g].pop())
-    return [items[i] for i in sorted(chosen)]
 
 
 def build_work(
@@ -119,6 +91,8 @@ def build_work(
             for s in select_limited(ds.recognition, limit, seed, lambda s: s.group):
                 rel = ds.relpath(s.image)
                 items += [WorkItem(task, make_key(task, rel, c, method, shash), rel, c, "", s) for c in names]
+        elif task == LOCALISATION:
+            items = localisation.work_items(ds, limit, seed, method, shash)
         elif task == "vqa":
             for q in select_limited(ds.vqa, limit, seed, lambda q: group_name(q.concepts)):
                 rel, iid = ds.relpath(q.image), item_id(q.question + "\n" + q.answer)
@@ -340,6 +314,9 @@ class _Session:
                 "considered": bool(getattr(r, "considered", True)),
             },
         )
+
+    def localisation(self, items: Sequence[WorkItem], bar: Any) -> None:
+        localisation.run_items(self.get_engine(), items, self.cache, self.spec.name, self.shash, _open_image, bar)
 
     def vqa(self, items: Sequence[WorkItem], bar: Any) -> None:
         for w in items:
@@ -672,6 +649,9 @@ def _assemble(
         for w in items:
             per_image[w.image] = per_image.get(w.image, 0.0) + float(cache[w.key]["seconds"] or 0.0)
         samples_timing["recognition"] = timing_summary(per_image.values())
+    if LOCALISATION in work:
+        metrics[LOCALISATION] = localisation.localisation_metrics(work[LOCALISATION], cache, ds.masks, session.seed)
+        samples_timing[LOCALISATION] = timing_summary(cache[w.key]["seconds"] for w in work[LOCALISATION])
     for task in ("vqa", "video_qa"):
         if task in work:
             metrics[task] = _qa_metrics(work[task], cache, verdicts, jid)
