@@ -11,7 +11,7 @@ import torch
 from ego_ros.core.backends.base import StructuralRun, TokenRun, VisualRun, VisualTokens
 from ego_ros.core.errors import StoreCorruptError
 from ego_ros.core.layout import Grid, Layout
-from ego_ros.core.localise import box_from_map
+from ego_ros.core.localise import BoxRule, box_from_map
 from ego_ros.core.memory import ConceptMemory, MemoryView
 from ego_ros.core.prompts import Slot
 from ego_ros.core.sequence import VisualBlock, build_sequence, sequence_embeds
@@ -72,8 +72,11 @@ def test_tiled_visual_tokens_draw_heatmaps_on_the_assembled_grid():
     heat = np.zeros(20)
     heat[6] = 1.0  # tile (0, 1), its row 1, col 0: map cell (1, 2)
     assert vt.to_map(heat)[1, 2] == 1.0
-    box, point, _ = box_from_map(heat, vt)
+    # whole-token boxes show the assembled geometry exactly; the default rule's resampled box is wider
+    box, point, _ = box_from_map(heat, vt, BoxRule())
     assert box == (100.0, 25.0, 150.0, 50.0) and point == (125.0, 37.5)
+    box, point, _ = box_from_map(heat, vt)
+    assert box[0] < 125.0 < box[2] and box[1] < 37.5 < box[3] and point == pytest.approx((125.0, 37.5))
 
 
 def test_tiled_visual_tokens_refuse_a_token_count_unlike_the_layout():

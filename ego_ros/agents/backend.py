@@ -128,12 +128,12 @@ def location_result(name: str, found: bool, probability: float, box: tuple[float
     """`locate`'s result core, the same from both backends: pixels of the image searched (origin top-left),
     whose size is given when known (`image_size`, width and height)."""
     out = {"name": name, "found": bool(found), "probability": round(float(probability), 4),
-            "box": {"x_min": round(float(box[0]), 1), "y_min": round(float(box[1]), 1),
-                    "x_max": round(float(box[2]), 1), "y_max": round(float(box[3]), 1)},
-            "point": {"x": round(float(point[0]), 1), "y": round(float(point[1]), 1)},
-            "score": round(float(score), 4),
-            "note": ("judged present; box and point locate it" if found else
-                     "not judged present: box and point are only the map's best guess")}
+           "box": {"x_min": round(float(box[0]), 1), "y_min": round(float(box[1]), 1),
+                   "x_max": round(float(box[2]), 1), "y_max": round(float(box[3]), 1)},
+           "point": {"x": round(float(point[0]), 1), "y": round(float(point[1]), 1)},
+           "score": round(float(score), 4),
+           "note": ("judged present; box and point locate it" if found else
+                    "not judged present: box and point are only the map's best guess")}
     if image_size is not None:
         out["image"] = {"width": int(image_size[0]), "height": int(image_size[1])}
     return out

@@ -113,7 +113,8 @@ class BoxRule:
     reference: "min" (the map's minimum, 0 after normalisation: a share of the peak) or "median" (the
         map's median, a background level);
     point: "peak" (centre of the highest token) or "centroid" (map-weighted centroid of the kept
-        component's cells, above the threshold)."""
+        component's cells, above the threshold).
+    """
 
     upsample: int = 1
     relative: float = BOX_RELATIVE_THRESHOLD
