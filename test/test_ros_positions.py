@@ -222,19 +222,19 @@ def test_locate_answers_the_3d_point_on_the_latest_frame_and_says_a_request_imag
 
 # ------------------------------------------------------------------------------- the synthetic camera
 #: The 3-D error against the camera's ground truth (the visible mask's centroid at the object's depth).
-#: The toy model's point is the centre of one of its 8x8 visual tokens, 80x60 px of the 640x480 frame (about
-#: 0.17 x 0.13 m at the camera's 1-1.5 m), so even a peak on the object lies up to about a token off its
-#: centroid; the box's median depth is exact when the box's centre is on the object, the floor's behind it
-#: otherwise. Measured with the node's rule on the demo camera (bench/toy_positions.py,
-#: bench/results/toy_positions.json, 80 frames with kona recognisable, seeds 0-3): error p50 0.115 m,
-#: p90 0.174 m, max 0.303 m; per clip the median stays at or under 0.16 m. The frames the node happens to
-#: process are consecutive, and bad peaks come in runs of a few frames (seed 0 at 10 Hz: 0.28-0.34 m for
-#: 0.4 s of its first clip), so the test bounds the median, not a share, plus a bound on gross errors (a
-#: point from the wrong frame, intrinsics or unit is metres off).
+#: The toy model's map is 8x8 visual tokens, 80x60 px of the 640x480 frame (about 0.17 x 0.13 m at the
+#: camera's 1-1.5 m); the point is the map-weighted centroid of the located box and the depth the median over
+#: the box's inner half: exact when that lies on the object, the floor's behind it otherwise. Measured with
+#: the node's rule on the demo camera (bench/toy_positions.py, bench/results/toy_positions.json, 80 sampled
+#: frames with kona recognisable, seeds 0-3): error p50 0.046 m, p95 0.149 m, max 0.21 m; depth error p50 0,
+#: max 0.132 m. The frames the node processes are consecutive and correlated: one run had 10 of its 16 frames
+#: in a stretch of seed 0's first clip where the box reaches the floor (depth errors 0.06-0.14 m, median
+#: 0.083 m, 3-D median 0.16 m). So the test bounds medians, not shares: the 3-D median by 0.2 m, the depth
+#: median by 0.15 m (above the bench's worst sampled depth error), and every error by 0.6 m (a point from the
+#: wrong frame, intrinsics or unit is metres off).
 MEDIAN_TOLERANCE_M = 0.2
 MAX_ERROR_M = 0.6
-#: the median depth error: measured p50 0.0 m, p75 0.031 m
-MEDIAN_DEPTH_TOLERANCE_M = 0.05
+MEDIAN_DEPTH_TOLERANCE_M = 0.15
 FRAMES = 16
 
 
