@@ -8,68 +8,41 @@ questions about one frame share the encoded prefix and image and run as one batc
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import threading
-import time
-import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .attention import capturing
+from .answering import AnsweringMixin, mentioned
 from .backends.base import PREPROCESS_METHODS, Backend, VisualTokens
 from .calibration import CALIBRATION_FILE, Calibration
+from .calls import ModelCallsMixin, weak_check
 from .compose import (
     CONTEXT_MODES,
     ContextEntry,
     QueryContext,
     frame_queries,
     query_context,
-    question_sequence,
     recognition_queries,
 )
 from .crops import check_crop_tiles, encode_cropped
-from .errors import (
-    BusyError,
-    DeviceOutOfMemoryError,
-    DuplicateConceptError,
-    InvalidImageError,
-    ModelMismatchError,
-    RequestCancelledError,
-    RequestTimeoutError,
-)
+from .errors import DuplicateConceptError, InvalidImageError, ModelMismatchError
 from .images import ImageInput, to_rgb
 from .introduce import IntroduceOptions, timed_introduce
 from .layer_defaults import LayerChoice, choose_layers
-from .limits import (
-    MAX_NOTES_CHARS,
-    MAX_QUESTION_CHARS,
-    MAX_QUESTION_TOKENS,
-    check_new_tokens,
-    check_text,
-    check_token_count,
-)
+from .limits import MAX_NOTES_CHARS, check_new_tokens, check_text
 from .loading import load_backend, model_directory
-from .localise import (
-    DEFAULT_MAP,
-    MAPS,
-    Location,
-    attention_rows,
-    combine,
-    locate_map,
-    locate_maps,
-    similarity_map,
-)
+from .localise import DEFAULT_MAP, MAPS, attention_rows
+from .locating import LOCATE_MODES, LocatingMixin
 from .memory import ConceptMemory, MemoryView, validate_name
 from .profile import stage
+from .results import Answer, Recognition
 from .sequence import DECODERS, PrefixCache, Runner, Sequence
 from .store import ConceptStore
 from .store_lock import DirectoryLock
@@ -139,34 +112,7 @@ class EngineConfig:
         self.introduce.validate()
 
 
-@dataclass
-class _Call:
-    """The model call a thread is running: the interrupt epoch it entered at and its deadline."""
-
-    what: str
-    epoch: int
-    deadline: float | None = None
-
-
-@dataclass
-class Recognition:
-    name: str
-    probability: float
-    present: bool
-    #: False when the similarity filter left the concept out of the context (probability is then 0)
-    considered: bool = True
-    #: where it is in the image, when localisation was asked for it (localise.Location)
-    location: Location | None = None
-
-
-@dataclass
-class Answer:
-    text: str
-    concepts: list[str]
-    seconds: float = 0.0
-
-
-class EgoEngine:
+class EgoEngine(LocatingMixin, AnsweringMixin, ModelCallsMixin):
     """A model backend, its concept store and the Ego procedures over them. Thread-safe."""
 
     def __init__(self, backend: Backend, store: ConceptStore | None = None, config: EngineConfig | None = None,
@@ -188,7 +134,7 @@ class EgoEngine:
         # The runner holds the check weakly: no engine <-> runner cycle, so an engine dropped without
         # close() is freed (and its store's directory lock released) at once, not at the next GC.
         self.runner = Runner(backend, decoder=self.config.decoder, cuda_graphs=self.config.cuda_graphs,
-                             check=_weak_check(self))
+                             check=weak_check(self))
         self._lock = threading.RLock()
         #: interrupt() increments it; a call that entered at an older epoch is cancelled at its next check
         self._epoch = 0
@@ -375,7 +321,7 @@ class EgoEngine:
 
         With one concept, the frames run as one batch; with several, each frame's questions do.
         """
-        if locate not in (None, "present", "all"):
+        if locate not in LOCATE_MODES:
             raise ValueError(f"locate must be None, 'present' or 'all', got {locate!r}")
         rgb = [to_rgb(im, what=f"image {i}") for i, im in enumerate(images)]
         names = self._names(concepts)
@@ -390,82 +336,13 @@ class EgoEngine:
                 probs, attn = self._yes_probabilities(vt, kept, capture=locate is not None) if kept else ({}, {})
                 recs = [Recognition(n, probs.get(n, 0.0), probs.get(n, 0.0) >= self.config.threshold,
                                     considered=n in probs) for n in names]
-                wanted = [r for r in recs
-                          if r.considered and (locate == "all" or (locate == "present" and r.present))]
-                if wanted:
-                    sims = self._similarities(vt, [r.name for r in wanted])
-                    which = self.config.location_map
-                    with stage("locate"):
-                        heats = np.stack([combine(attn.get(r.name), sims[r.name], which) for r in wanted])
-                        for r, loc in zip(wanted, locate_maps([r.name for r in wanted], heats, vt, which)):
-                            r.location = loc
+                self._add_locations(vt, recs, attn, locate)
                 out.append(recs)
             return out
-
-    def locate(self, image: ImageInput, name: str, map: str | None = None) -> Recognition:
-        """Where concept `name` is in the image: its recognition (found: `present`) with a `Location`
-        from the map `map` (default: config.location_map), whether or not it was judged present."""
-        which = map or self.config.location_map
-        if which not in MAPS:
-            raise ValueError(f"unknown localisation map {which!r}; expected one of {MAPS}")
-        rgb = to_rgb(image)
-        names = self._names([name])
-        with self._model_call("localisation"), torch.inference_mode():
-            vt = self._encode_frames([rgb])[0]
-            self._check()
-            probs, attn = self._yes_probabilities(vt, names, capture=True)
-            n = names[0]
-            rec = Recognition(n, probs[n], probs[n] >= self.config.threshold)
-            rec.location = self._location(vt, n, attn.get(n), which)
-        return rec
-
-    def location_maps(self, image: ImageInput, name: str, layers: list[int] | None = None
-                      ) -> tuple[VisualTokens, dict[str, Any], float]:
-        """Every candidate map of one concept in one image (benchmarks): the image's visual tokens, the
-        maps by name (localise.MAPS, each (rows, cols), normalised) and P(yes).
-
-        The maps also hold the raw signals the candidates are built from, for analysis of other rules:
-        "raw_similarity" (rows, cols) and "raw_attention" (L, rows, cols), the attention of the question's
-        last token on each layer of `layers` (default: the engine's calibrated layers, from which the
-        "attention" map is built as in recognition)."""
-        rgb = to_rgb(image)
-        names = self._names([name])
-        own = list(range(self.backend.num_layers)) if self.layers is None else list(self.layers)
-        layers = own if layers is None else list(layers)
-        with self._model_call("localisation"), torch.inference_mode():
-            vt = self._encode_frames([rgb])[0]
-            probs, records = self._captured_yes_probabilities(vt, names, sorted(set(layers) | set(own)))
-            attn = attention_rows({k: records[k] for k in own})[0]
-            sim = similarity_map(vt.embeds, self._memory_tokens(names[0]))
-            maps = {m: vt.to_map(combine(attn, sim, m)) for m in MAPS}
-            maps["raw_similarity"] = vt.to_map(sim)
-            maps["raw_attention"] = np.stack([vt.to_map(attention_rows({k: records[k]})[0]) for k in layers])
-        return vt, maps, probs[names[0]]
 
     def _encode_frames(self, images: list[Image.Image]) -> list[VisualTokens]:
         """Visual tokens of query frames (cropped into tiles when `crop_tiles` asks for it)."""
         return encode_cropped(self.backend, images, self.config.crop_tiles)
-
-    def _memory_tokens(self, name: str) -> torch.Tensor:
-        return torch.cat([v.embeds for v in self.store.get(name).views])
-
-    def _similarities(self, vt: VisualTokens, names: list[str]) -> dict[str, Any]:
-        """`localise.similarity_map` of several concepts at once: one product with the kept normalised
-        memory matrix of the concept set, one transfer to the host."""
-        with stage("locate"), torch.no_grad():
-            mem, segment, _ = self._memory_matrix(names)
-            q = torch.nn.functional.normalize(vt.embeds.float(), dim=-1).to(mem.device)
-            sims = mem @ q.T  # (memory tokens, query tokens)
-            best = torch.full((len(names), sims.shape[1]), float("-inf"), device=mem.device)
-            best = best.scatter_reduce(0, segment[:, None].expand_as(sims), sims, reduce="amax")
-            return dict(zip(names, best.cpu().numpy()))
-
-    def _location(self, vt: VisualTokens, name: str, attention: Any, which: str | None = None,
-                  similarity: Any = None) -> Location:
-        which = which or self.config.location_map
-        with stage("locate"):
-            sim = similarity_map(vt.embeds, self._memory_tokens(name)) if similarity is None else similarity
-            return locate_map(name, combine(attention, sim, which), vt, which)
 
     def recognize_frames(self, images: list[ImageInput], name: str) -> list[Recognition]:
         """One concept over a batch of frames in a single batched forward over the shared prefix."""
@@ -482,37 +359,6 @@ class EgoEngine:
             logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch)
             probs = self._probabilities(logits)
         return [Recognition(name, p, p >= self.config.threshold) for p in probs]
-
-    def ask(self, image: ImageInput | None, question: str, concepts: list[str] | None = None,
-            max_new_tokens: int | None = None) -> Answer:
-        """Answer a free-form question about an image (or, with image None, a text-only question) with
-        the named concepts in context."""
-        question, max_new_tokens = self._check_question(question, max_new_tokens)
-        return self._answer([] if image is None else [to_rgb(image)], question, concepts, max_new_tokens)
-
-    def caption(self, image: ImageInput, concepts: list[str] | None = None,
-                max_new_tokens: int | None = None) -> Answer:
-        """A caption that names the stored concepts it sees (candidates: all stored, or `concepts`)."""
-        max_new_tokens = check_new_tokens(self.config.max_new_tokens if max_new_tokens is None else max_new_tokens)
-        return self._answer([to_rgb(image)], self.backend.prompts.caption, concepts, max_new_tokens)
-
-    def ask_video(self, frames: list[ImageInput], question: str, concepts: list[str] | None = None,
-                  max_new_tokens: int | None = None) -> Answer:
-        """Answer about a clip given as several frames (multi-image input)."""
-        question, max_new_tokens = self._check_question(question, max_new_tokens)
-        if not frames:
-            raise InvalidImageError("ask_video needs at least one frame")
-        rgb = [to_rgb(f, what=f"frame {i}") for i, f in enumerate(frames)]
-        return self._answer(rgb, question, concepts, max_new_tokens, video=True)
-
-    # ----- internals: request bounds --------------------------------------------------------------------
-    def _check_question(self, question: str, max_new_tokens: int | None) -> tuple[str, int]:
-        """The request bounds of a question (limits.py), checked before any model work: characters
-        first, so tokenising is always cheap, then tokens."""
-        max_new_tokens = check_new_tokens(self.config.max_new_tokens if max_new_tokens is None else max_new_tokens)
-        question = check_text(question, "question", MAX_QUESTION_CHARS)
-        check_token_count(len(self.backend.tokenize(question)), "question", MAX_QUESTION_TOKENS)
-        return question, max_new_tokens
 
     # ----- internals: context and sequences -----------------------------------------------------------
     def _names(self, concepts: list[str] | None) -> list[str]:
@@ -653,112 +499,11 @@ class EgoEngine:
         probs, records = self._captured_yes_probabilities(vt, names, self.layers, queries, prefix)
         return probs, dict(zip(names, attention_rows(records)))
 
-    def _captured_yes_probabilities(self, vt: VisualTokens, names: list[str], layers: list[int],
-                                    queries: Any = None, prefix: Any = None
-                                    ) -> tuple[dict[str, float], dict[int, list[torch.Tensor]]]:
-        """P(yes) per concept and the attention records (Capture.records) of each question's last token
-        over the query image's visual tokens on `layers`, from the recognition passes themselves."""
-        if queries is None:
-            with stage("compose"):
-                queries = recognition_queries(self.backend, self._context(names, 1), [vt],
-                                              [self.backend.prompts.recognition.format(name=n) for n in names])
-            prefix = self._prefix(queries.shared, names, queries.context_end)
-        columns = queries.shared.columns["image::0"]  # the query image's tokens, in token-list order
-        with capturing(layers, columns) as cap:
-            logits = shared_last_logits(self.runner, queries, prefix, batch=self.config.question_batch,
-                                        capture=cap)
-        return dict(zip(names, self._probabilities(logits))), cap.records
-
-    def _answer(self, images: list[Image.Image], question: str, concepts: list[str] | None,
-                max_new_tokens: int | None, video: bool = False) -> Answer:
-        names = self._names(concepts)
-        t0 = time.perf_counter()
-        with self._model_call("answering"), torch.inference_mode():
-            vts = self._encode_frames(images) if images else []
-            self._check()
-            if vts:
-                names = self._filter(names, vts[0])
-            elif len(names) > self.config.max_context_concepts:
-                names = names[:self.config.max_context_concepts]
-            with stage("compose"):
-                context = self._context(names, len(vts), video)
-                seq = question_sequence(self.backend, context, vts, question)
-            # The static context ends at the first query image or, for a text-only question, with the head.
-            prefix = self._prefix(seq, names, seq.image_start if seq.image_start is not None else len(context.head))
-            ids = self.runner.generate(seq, check_new_tokens(max_new_tokens or self.config.max_new_tokens),
-                                       prefix=prefix)
-        text = self.backend.decode(ids).strip()
-        return Answer(text=text, concepts=mentioned(text + " " + question, names),
-                      seconds=time.perf_counter() - t0)
-
     def _clear_caches(self) -> None:
         """Drop the prefix KV caches and the compositions (the concepts changed, or memory ran out)."""
         self._prefixes.clear()
         self._contexts.clear()
         self._filters.clear()
-
-    # ----- interrupting and deadlines ----------------------------------------------------------------
-    def interrupt(self) -> None:
-        """Cancel every model call running or waiting for the engine now (thread-safe).
-
-        Each raises RequestCancelledError at its next check (before the next forward pass or decode
-        step) and stores nothing; calls started after this one run normally."""
-        with self._epoch_lock:
-            self._epoch += 1
-
-    def _check(self) -> None:
-        """Raise if the current thread's model call was interrupted or passed its deadline."""
-        call: _Call | None = getattr(self._calls, "current", None)
-        if call is None:
-            return
-        if self._epoch != call.epoch:
-            raise RequestCancelledError(f"{call.what} was interrupted; nothing was changed")
-        if call.deadline is not None and time.monotonic() > call.deadline:
-            raise RequestTimeoutError(f"{call.what} took longer than the {self.config.request_timeout_s:g} s "
-                                      "deadline (request_timeout_s) and was abandoned; nothing was changed")
-
-    @contextlib.contextmanager
-    def _model_call(self, what: str, wait: bool = True, busy: str | None = None) -> Iterator[None]:
-        """Run a model call: hold the engine, check the interrupt epoch and the deadline, map OOM.
-
-        The epoch is read before waiting for the engine, so interrupt() also cancels waiting calls. The
-        deadline starts when the call gets the engine: time spent waiting is bounded by the running
-        call's own deadline. A model call made inside another on the same thread (from an on_view
-        callback, say) runs under the outer call's epoch and deadline."""
-        if getattr(self._calls, "current", None) is not None:
-            yield
-            return
-        epoch = self._epoch
-        with self._acquire(wait, busy or what):
-            timeout = self.config.request_timeout_s
-            self._calls.current = _Call(what, epoch, time.monotonic() + timeout if timeout > 0 else None)
-            try:
-                self._check()
-                with self._device_guard():
-                    yield
-            finally:
-                self._calls.current = None
-
-    # ----- internals: locking and device errors ------------------------------------------------------
-    @contextlib.contextmanager
-    def _acquire(self, wait: bool, what: str) -> Iterator[None]:
-        if not self._lock.acquire(blocking=wait):
-            raise BusyError(f"engine busy ({what}); try again when it finishes")
-        try:
-            yield
-        finally:
-            self._lock.release()
-
-    @contextlib.contextmanager
-    def _device_guard(self) -> Iterator[None]:
-        try:
-            yield
-        except torch.OutOfMemoryError as exc:
-            self._clear_caches()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise DeviceOutOfMemoryError(f"out of device memory on {self.backend.device}: {exc}. Nothing was "
-                                         "changed; try fewer concepts, fewer views or a smaller image") from exc
 
     def memory_report(self) -> dict[str, float]:
         """Device memory in MiB (allocated/reserved/peak on CUDA; concept memories and prefix caches)."""
@@ -772,27 +517,6 @@ class EgoEngine:
                        reserved_mib=torch.cuda.memory_reserved(dev) / 2**20,
                        peak_mib=torch.cuda.max_memory_allocated(dev) / 2**20)
         return rep
-
-
-def _weak_check(engine: EgoEngine) -> Callable[[], None]:
-    ref = weakref.ref(engine)
-
-    def check() -> None:
-        alive = ref()
-        if alive is not None:
-            alive._check()
-
-    return check
-
-
-def mentioned(text: str, names: list[str]) -> list[str]:
-    """Names that occur in `text` as whole words (case-insensitive)."""
-    low = text.lower()
-    out = []
-    for n in names:
-        if re.search(rf"(?<!\w){re.escape(n.lower())}(?!\w)", low):
-            out.append(n)
-    return out
 
 
 __all__ = ["EgoEngine", "EngineConfig", "Recognition", "Answer", "IntroduceOptions", "CONTEXT_MODES", "mentioned"]
