@@ -4,6 +4,12 @@ Concept memories are injected as soft prompts, each after its name, ahead of the
 context prefix is encoded once into a KV cache and reused for every frame until the concepts change.
 Recognition asks one yes/no question per concept and reads the probability from the Yes/No logits; all
 questions about one frame share the encoded prefix and image and run as one batch.
+
+This module holds the configuration, loading, introduction, recognition (the context, its filter and
+caches) and store management; EgoEngine takes its other calls from mixins, one concern each:
+localisation (locating.py), answering and captioning (answering.py) and the guard every model call
+runs under (calls.py). Mixins rather than delegate objects because those calls share the engine's
+state (store, runner, caches, lock) and stay methods of the engine, with the same signatures.
 """
 
 from __future__ import annotations

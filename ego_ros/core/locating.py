@@ -106,7 +106,6 @@ class LocatingMixin:
                                         capture=cap)
         return dict(zip(names, self._probabilities(logits))), cap.records
 
-
     def _add_locations(self, vt: VisualTokens, recs: list[Recognition], attn: dict[str, Any],
                        locate: str | None) -> None:
         """Give the recognitions `locate` asks for ("present" or "all" considered ones) their `Location`,
