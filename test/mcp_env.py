@@ -46,6 +46,8 @@ class McpClient:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
         self.args, self.env, self.log_path = args, env, log_path
         self.session: ClientSession | None = None
+        #: the server's instructions from the initialize result
+        self.instructions = ""
         self.progress: list[tuple[float, float | None, str | None]] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp_client", daemon=True)
@@ -65,7 +67,8 @@ class McpClient:
             try:
                 async with stdio_client(params, errlog=errlog) as (read, write):
                     async with ClientSession(read, write) as session:
-                        await session.initialize()
+                        init = await session.initialize()
+                        self.instructions = init.instructions or ""
                         self.session = session
                         self._started.set()
                         await self._stop.wait()

@@ -84,6 +84,16 @@ def test_introduce_from_files_reports_progress_per_view_and_stores_the_concept(m
 
 
 @pytest.mark.slow
+def test_the_server_instructions_name_the_engines_keyword_attention_layers_and_why(mcp):
+    from ego_ros.core.engine import EgoEngine
+
+    with EgoEngine.load("toy") as engine:  # the same model, no store: the same layer choice
+        choice = engine.layer_choice
+    assert "engine mode" in mcp.instructions
+    assert choice.message() in mcp.instructions
+
+
+@pytest.mark.slow
 def test_what_do_you_see_scores_the_concept_higher_in_a_scene_that_holds_it(mcp, scenes):
     mcp.ok("introduce_concept", {"name": "seen", "image_paths": scenes.references})
     with_it = mcp.ok("what_do_you_see", {"image_path": scenes.with_it, "concepts": ["seen"]})

@@ -52,7 +52,10 @@ class EngineBackend(Backend):
         self._frames: deque[Image.Image] = deque(maxlen=FRAME_HISTORY)
 
     def describe(self) -> str:
+        # The layer choice says whether recognition runs on calibrated, default or all layers: an agent
+        # (or its user) reading the instructions learns how far to trust the scores.
         return (f"engine mode: model {self.engine.backend.name}, store {self.engine.store.directory or '(in memory)'}; "
+                f"{self.engine.layer_choice.message()}; "
                 "no camera: give images as file paths or base64, and the last image given is the latest frame")
 
     async def close(self) -> None:
