@@ -120,6 +120,32 @@ def test_the_float_resize_used_on_gpus_matches_pil_within_two_grey_levels(target
     assert float(diff.mean()) <= 0.05
 
 
+#: (source, target) as (width, height): portrait and landscape frames, both axes up or down, and each mix
+GEOMETRIES = [((480, 1280), (448, 448)), ((480, 640), (448, 448)), ((640, 480), (448, 448)),
+              ((1280, 480), (448, 448)), ((100, 60), (300, 200)), ((60, 100), (200, 300)),
+              ((300, 80), (120, 160)), ((80, 300), (160, 120)), ((1920, 1080), (476, 644))]
+
+
+@pytest.mark.parametrize("src,dst", GEOMETRIES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("mode,pil_filter", [("bicubic", Image.BICUBIC), ("bilinear", Image.BILINEAR)])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32], ids=["uint8", "float"])
+def test_the_resize_matches_pil_within_two_grey_levels_in_any_geometry(src, dst, mode, pil_filter, dtype):
+    for img in (random_image(8, src), _smooth_image(src, 9)):
+        want = torch.from_numpy(np.array(img.resize(dst, pil_filter))).permute(2, 0, 1).float()
+        got = preprocess.resize(preprocess.upload(img, CPU).to(dtype), dst[1], dst[0], mode)
+        diff = (got - want).abs()
+        assert float(diff.max()) <= 2.0
+        assert float(diff.mean()) <= 0.05
+
+
+@pytest.mark.parametrize("src,dst", GEOMETRIES + [((7, 5), (64, 64)), ((700, 3), (11, 2))],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_nearest_resize_picks_pils_pixels(src, dst):
+    img = random_image(10, src)
+    want = torch.from_numpy(np.array(img.resize(dst, Image.NEAREST))).permute(2, 0, 1).float()
+    assert torch.equal(preprocess.resize(preprocess.upload(img, CPU), dst[1], dst[0], "nearest-exact"), want)
+
+
 def test_a_frame_of_the_working_size_is_not_resampled():
     proc = SiglipImageProcessorPil(size={"height": 64, "width": 64})
     img = random_image(1, (64, 64))
