@@ -51,12 +51,10 @@ from ego_ros.core.localise import (
     combine,
     normalise,
 )
+from ego_ros.eval.localisation import SIZES, iou, mask_box, on_mask, size_of
 from ego_ros.toy.export import export
 from ego_ros.toy.render import render, scene_spec_from_dict
 
-#: object size by the share of the image its visible mask covers: toy objects cover 2-7 %, and these bounds
-#: are the terciles of the seed 0 and 1 test cases
-SIZES = (("small", 0.0, 0.035), ("medium", 0.035, 0.0475), ("large", 0.0475, 1.01))
 BASELINES = ("centre", "random-token")
 #: the rule of the first session (boxes of whole tokens at half the peak, the peak token's centre; with the
 #: product's geometric mean, weight 0.5)
@@ -81,28 +79,6 @@ class Candidate:
         if self.map == "product":
             parts.append(f"w{self.weight:g}")
         return " ".join(parts)
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    ys, xs = np.nonzero(mask)
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-
-
-def on_mask(point: tuple[float, float], mask: np.ndarray) -> bool:
-    x, y = int(point[0]), int(point[1])
-    return 0 <= y < mask.shape[0] and 0 <= x < mask.shape[1] and bool(mask[y, x])
-
-
-def size_of(area: float) -> str:
-    return next(name for name, lo, hi in SIZES if lo <= area < hi)
 
 
 def introduce_all(engine: EgoEngine, data: Path, manifest: dict) -> None:
