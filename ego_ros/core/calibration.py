@@ -96,6 +96,12 @@ def layer_overlaps(backend: Backend, runner: Runner, image: Image.Image, mask: n
     return scores
 
 
+def best_layers(scores: np.ndarray, num_layers: int) -> list[int]:
+    """The `num_layers` highest-scoring layers (at least one; ties to the lower index), in layer order."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    return sorted(order[:max(1, min(num_layers, len(scores)))])
+
+
 def calibrate(backend: Backend, pairs: Iterable[tuple[Image.Image | np.ndarray | str | Path, np.ndarray]],
               num_layers: int = 5, top_k: int | None = None, mask_threshold: float = 0.5,
               max_new_tokens: int = 16, progress: Callable[[int], None] | None = None) -> Calibration:
@@ -117,8 +123,7 @@ def calibrate(backend: Backend, pairs: Iterable[tuple[Image.Image | np.ndarray |
     if count == 0:
         raise CalibrationError("no calibration pairs given")
     scores = total / count
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    keep = sorted(order[:max(1, min(num_layers, len(scores)))])
+    keep = best_layers(scores, num_layers)
     return Calibration(layers=keep, layer_scores=[float(s) for s in scores], top_k=top_k, samples=count,
                        fingerprint=backend.fingerprint(), model=backend.name, mask_threshold=mask_threshold)
 

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .backends.base import Backend
-from .calibration import Calibration
+from .calibration import Calibration, best_layers
 from .errors import CalibrationError
 from .images import to_rgb
 from .introduce import describe_with_attention
@@ -98,8 +98,7 @@ def self_calibrate(backend: Backend, images: Iterable[Image.Image | np.ndarray |
     if count == 0:
         raise CalibrationError("no calibration images given")
     scores = total / count
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    keep = sorted(order[:max(1, min(num_layers, len(scores)))])
+    keep = best_layers(scores, num_layers)
     return Calibration(layers=keep, layer_scores=[float(s) for s in scores], top_k=None, samples=count,
                        fingerprint=backend.fingerprint(), model=backend.name, method="self")
 
