@@ -185,18 +185,14 @@ def build_family_processor(family: str, model: Any, tokenizer: Any, image_proces
 
     cfg = model.config
     parts = dict(image_processor=image_processor, tokenizer=tokenizer)
-    if family == "llava":
+    if family in ("llava", "llava_next"):
         clip = cfg.vision_config.model_type == "clip_vision_model"
-        return build_processor("LlavaProcessor", patch_size=cfg.vision_config.patch_size,
+        name = "LlavaProcessor" if family == "llava" else "LlavaNextProcessor"
+        return build_processor(name, patch_size=cfg.vision_config.patch_size,
                                vision_feature_select_strategy=cfg.vision_feature_select_strategy,
                                num_additional_image_tokens=1 if clip else 0, **parts)
     if family == "internvl":
         return build_processor("InternVLProcessor", image_seq_length=cfg.image_seq_length, **parts)
-    if family == "llava_next":
-        clip = cfg.vision_config.model_type == "clip_vision_model"
-        return build_processor("LlavaNextProcessor", patch_size=cfg.vision_config.patch_size,
-                               vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-                               num_additional_image_tokens=1 if clip else 0, **parts)
     if family == "llava_onevision":
         side = cfg.vision_config.image_size // cfg.vision_config.patch_size
         return build_processor("LlavaOnevisionProcessor", num_image_tokens=side * side,
