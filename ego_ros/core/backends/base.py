@@ -405,8 +405,13 @@ class Backend(ABC):
         if vt.embeds.shape[0] != vt.count:
             raise ModelLoadError(f"the {self.family} backend encodes the probe image into {vt.embeds.shape[0]} "
                                  f"tokens but places them on a {vt.rows}x{vt.cols} grid ({vt.count} cells)")
-        seq = build_sequence(self, [Slot("image")], lambda _slot: VisualBlock.full(vt))
+        seq = build_sequence(self, self.probe_parts(), lambda _slot: VisualBlock.full(vt))
         return seq.ids, (vt.rows, vt.cols)
+
+    def probe_parts(self) -> list[Part]:
+        """The prompt parts holding the probe image, as prompts hold an image (families whose `chat` puts
+        text around visual slots add it here)."""
+        return [Slot("image")]
 
     def check_processor(self, processor: Any, image: Image.Image | None = None) -> str:
         """Raise ModelLoadError unless the backend encodes a probe image into the same ids and grid as

@@ -77,14 +77,10 @@ class Gemma3Backend(Backend):
         """Gemma3Processor expands its begin-of-image token (not the soft token) into the image's sequence."""
         return str(getattr(processor, "boi_token", None) or self.token_text(int(self.model.config.boi_token_id)))
 
-    def backend_image_ids(self, image: Image.Image) -> tuple[list[int], tuple[int, int]]:
+    def probe_parts(self) -> list[Part]:
         """The probe image framed as prompts frame it: `chat` joins the frame's blank lines to the text."""
-        from ..sequence import VisualBlock, build_sequence
-
-        vt = self.encode_images([image])[0]
         before, after = FRAME_TEXT
-        seq = build_sequence(self, [before, Slot("image"), after], lambda _slot: VisualBlock.full(vt))
-        return seq.ids, (vt.rows, vt.cols)
+        return [before, Slot("image"), after]
 
     def pixel_inputs(self, images: list[Image.Image], method: str | None = None) -> dict[str, torch.Tensor]:
         pv = square_pixels(self, images, method)
