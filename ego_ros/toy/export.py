@@ -35,14 +35,14 @@ is a hard negative for pair (A, B). Both layouts also write ``toy_manifest.json`
 versions, arguments, each concept's instance, and for every image its role, the concepts it holds and
 its full scene spec (`ego_ros.toy.render.scene_spec_from_dict` re-renders it exactly).
 
-``world="v2"`` (``ego-ros toy export --world v2``): concepts carry identity signatures (glyph and
-body shade), and each sibling group is a held-out instance and a *look-alike* of it (every nameable
-attribute the same, another held-out signature), so the sibling's test images are negatives that
-only pixels reject. Every concept's manifest entry lists ``negative_kinds``: for each other concept, "lookalike" (differs only in the signature),
-"near_duplicate" (same shape and colour, another mark or pattern) or "other"; `ego_ros.eval` reads
-it and reports recognition per negative kind. Before writing, the exporter checks that no concept
-carries a training signature (`check_signature_spaces`); `ego_ros.toy.attributes` guarantees it by
-construction.
+``world="v2"`` (``ego-ros toy export --world v2``): concepts carry identity signatures (glyph and body
+shade), and each sibling group is a held-out instance and a *look-alike* of it (every nameable attribute
+the same, another held-out signature), so the sibling's test images are negatives that only pixels
+reject. Every concept's manifest entry lists ``negative_kinds``: for each other concept, "lookalike"
+(differs only in the signature), "near_duplicate" (same shape and colour, another mark or pattern) or
+"other"; `ego_ros.eval` reads it and reports recognition per negative kind. Before writing, the exporter
+checks that no concept carries a training signature (`check_signature_spaces`); `ego_ros.toy.attributes`
+guarantees it by construction.
 
 Same arguments give byte-identical files: every image comes from its own Generator seeded by
 ``(seed, role, concept, n)``, PNGs are written by OpenCV with fixed options, JSON with fixed key order.
