@@ -1,12 +1,18 @@
-"""What training steps report: a step's statistics, kept on the device (`StepRecord`), and their means
-over a logging window, read back to the host in one transfer (`summarize_steps`)."""
+"""What training steps report: a step's statistics, kept on the device (`StepRecord`), their means
+over a logging window, read back to the host in one transfer (`summarize_steps`), and the window's
+line of the training log (`window_record`)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+
+from .schedule import lr_factor
+from .train_config import TrainConfig
 
 
 @dataclass
@@ -36,3 +42,26 @@ def summarize_steps(records: list[StepRecord]) -> dict[str, float]:
         task_loss.setdefault(key, []).append(v)
     out.update({f"lm_{k}": float(np.mean(v)) for k, v in task_loss.items()})
     return out
+
+
+def window_record(
+    records: list[StepRecord], cfg: TrainConfig, step: int, samples: int, started: float, wait: float, busy: float
+) -> dict[str, Any]:
+    """The log line of a window of steps that began at `started` (`time.perf_counter()`) and ends at
+    `step`: its means, throughput and the host's time per step waiting for data (`wait`) and launching
+    steps (`busy`, both summed over the window)."""
+    stats = summarize_steps(records)
+    # timed after the read-back, which on a GPU waits for the window's steps to finish
+    dt = time.perf_counter() - started
+    rec = {
+        "step": step,
+        "samples": samples,
+        "samples_per_s": round(len(records) * cfg.batch_size / max(dt, 1e-9), 2) if step > cfg.vision_steps else 0.0,
+        "images_per_s": round(stats.pop("images") * len(records) / max(dt, 1e-9), 1),
+        "lr_factor": round(lr_factor(step - 1, cfg), 4),
+        "hard_share": round(cfg.tasks.hard_share(step - cfg.vision_steps), 3),
+        "data_wait_ms": round(1000 * wait / len(records), 1),
+        "step_host_ms": round(1000 * busy / len(records), 1),
+    }
+    rec.update({k: round(v, 4) for k, v in stats.items()})
+    return rec

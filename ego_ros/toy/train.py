@@ -12,7 +12,7 @@ projector and heads learn, on many images per step and no text, which on CPU tea
 several times faster per second than the full mix; then every task trains together.
 
 The pieces around the loop live in their own modules: `train_config` (settings), `schedule`
-(learning-rate factor, wall-clock budget), `batches` (data), `losses`, `step_stats` (logged
+(optimizer, learning rates, wall-clock budget), `batches` (data), `losses`, `step_stats` (logged
 statistics), `checkpoints` (save / resume / `--init`), `train_eval` (held-out evaluation),
 `model_export` (the model directory the engine loads) and `measure` (an exported model through the
 engine).
@@ -59,8 +59,8 @@ from .losses import Heads, contrastive_loss, dense_loss
 from .measure import measure_model_dir
 from .model_config import PROMPT_OVERRIDES, build_image_processor, build_model, toy_prompts
 from .model_export import export_model_dir, training_markdown
-from .schedule import BudgetPlanner, build_optimizer, lr_factor, set_learning_rates
-from .step_stats import StepRecord, summarize_steps
+from .schedule import BudgetPlanner, build_optimizer, set_learning_rates
+from .step_stats import StepRecord, summarize_steps, window_record
 from .tasks import ImageData, Sample
 from .tokenizer import build_tokenizer
 from .train_config import TrainConfig, reproduce_flags
@@ -290,6 +290,7 @@ class Trainer:
 
     @torch.no_grad()
     def describe(self, images: list[ImageData], max_new_tokens: int = 12) -> list[str]:
+        """The keyword description the model generates for each image (the engine's keywords prompt)."""
         self.model.eval()
         runner = Runner(self.backend)
         feats = self.encode(images)
@@ -299,6 +300,7 @@ class Trainer:
             ids = runner.generate(view_sequence(self.backend, vt, PROMPT_OVERRIDES["keywords"]), max_new_tokens)
             texts.append(self.backend.decode(ids))
         return texts
+
     def evaluate(self) -> dict[str, Any]:
         """Held-out evaluation at the current step (`train_eval.evaluate_heldout`)."""
         if self._eval_sets is None:
@@ -368,21 +370,7 @@ class Trainer:
                     bar.total = cfg.steps
                     bar.refresh()
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    stats = summarize_steps(window)
-                    dt = time.perf_counter() - t_window
-                    rec = {
-                        "step": self.step,
-                        "samples": self.samples_seen,
-                        "samples_per_s": round(len(window) * cfg.batch_size / max(dt, 1e-9), 2)
-                        if self.step > cfg.vision_steps
-                        else 0.0,
-                        "images_per_s": round(stats.pop("images") * len(window) / max(dt, 1e-9), 1),
-                        "lr_factor": round(lr_factor(self.step - 1, cfg), 4),
-                        "hard_share": round(cfg.tasks.hard_share(self.step - cfg.vision_steps), 3),
-                        "data_wait_ms": round(1000 * wait / len(window), 1),
-                        "step_host_ms": round(1000 * busy / len(window), 1),
-                    }
-                    rec.update({k: round(v, 4) for k, v in stats.items()})
+                    rec = window_record(window, cfg, self.step, self.samples_seen, t_window, wait, busy)
                     self._log(rec)
                     bar.set_postfix(loss=rec["loss"], lm=rec["lm"], fimg=rec["fimg"], sps=rec["samples_per_s"])
                     window, t_window, wait, busy = [], time.perf_counter(), 0.0, 0.0
