@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from .attributes import held_out_instances, lookalikes, sample_signature
 from .scenes import query_scene, reference_scene
 from .tasks import IMAGE_SIZE, ImageData, image_data
-from .train import TrainConfig, Trainer, auc
+from .train import Trainer
+from .train_config import TrainConfig
+from .train_eval import auc
 
 
 def _weights(image: ImageData, k: int) -> np.ndarray:

@@ -134,7 +134,10 @@ def _overrides(args: argparse.Namespace) -> dict:
 def run_train(args: argparse.Namespace) -> int:
     # The trainer (torch, transformers) is imported when the command runs, not when `ego-ros` builds its
     # parser: every other subcommand (e.g. `ego-ros mcp` in ROS mode) would otherwise pay ~15 s for it.
-    from .train import CHECKPOINT_LATEST, TrainConfig, Trainer, measure_model_dir
+    from .checkpoints import CHECKPOINT_LATEST
+    from .measure import measure_model_dir
+    from .train import Trainer
+    from .train_config import TrainConfig
 
     if args.measure:
         print(json.dumps(measure_model_dir(args.measure), indent=2))
