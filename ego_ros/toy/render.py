@@ -15,10 +15,10 @@ World v2 instances (``Instance.signature`` set) also show their identity glyph: 
 complementary hue (`colours.glyph_rgb`), rotated, lit and noised with the object; the mark is painted
 over it. v1 instances are drawn exactly as before.
 
-The toy world's drawing API used to live in this one module; its names are still importable from here
-(re-exported below) so that ``from ego_ros.toy.render import ...`` keeps working. Their homes:
-`shapes` (geometry), `colours`, `specs` (scene specs and their dict round trip), `labels` (label maps
-and patch pooling), `scene` (`Scene`).
+The public names of the modules the renderer draws on are re-exported here (`__all__`), so that
+``from ego_ros.toy.render import ...`` reaches the whole drawing API: `shapes` (geometry), `colours`,
+`specs` (scene specs and their dict round trip), `labels` (label maps and patch pooling), `scene`
+(`Scene`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 
 from .attributes import MARK_POSITIONS, SHAPES, WorldError
+
+# _pixel_colours: the cached tuple form pixel_colours wraps (ObjectSpec.tint is already a tuple of ints).
 from .colours import RGB, _pixel_colours, glyph_rgb, muted_rgb, pattern_rgb, pixel_colours
 from .labels import (
     BACKGROUND_LABEL,
