@@ -50,7 +50,7 @@ def test_v2_sibling_groups_are_lookalikes_with_held_out_glyphs():
 
 def test_the_manifest_labels_every_negative_kind_and_holds_all_three(yollava_v2):
     _, manifest = yollava_v2
-    assert manifest["world"] == "v2" and manifest["world_version"] == "2.0"
+    assert manifest["world"] == "v2" and manifest["world_version"] == "2.1"
     names = set(manifest["concepts"])
     kinds = set()
     for name, entry in manifest["concepts"].items():

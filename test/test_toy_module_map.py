@@ -11,7 +11,8 @@ import pytest
 RENDER_NAMES: dict[str, tuple[str, ...]] = {
     "shapes": ("GLYPH_BOXES", "GLYPH_FILL", "MARK_ANCHORS", "MARK_HALF", "MARK_MIN_HALF_PX", "SHAPE_AREAS",
                "SHAPE_POLYGONS", "visible_glyph_cells"),
-    "colours": ("RGB", "glyph_rgb", "muted_rgb", "pattern_rgb", "pixel_colours"),
+    "colours": ("RGB", "SHADE_DIRECTIONS", "SHADE_HUE_TURN", "SHADE_SATURATION", "glyph_rgb", "muted_rgb",
+                "pattern_rgb", "pixel_colours", "shade_rgb"),
     "specs": ("BLOB_KINDS", "TEXTURES", "BackgroundSpec", "Blob", "Lighting", "ObjectSpec", "SceneSpec",
               "scene_spec_from_dict"),
     "labels": ("BACKGROUND_LABEL", "LABEL_CLASSES", "PART_BACKGROUND", "PART_BODY", "PART_GLYPH", "PART_MARK",

@@ -1,5 +1,6 @@
-"""Specification of toy world v2: identity glyphs that words cannot name, look-alikes, disjoint signature
-spaces, and v1 left exactly as it was (v1 stays the default until v2 weights replace the committed ones)."""
+"""Specification of toy world v2: identity signatures (a glyph and a body shade) that words cannot name,
+look-alikes, disjoint signature spaces, and v1 left exactly as it was (v1 stays the default until v2
+weights replace the committed ones)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import pytest
 
 from ego_ros.toy import tasks, world
 from ego_ros.toy.attributes import (
+    COLOUR_RGB,
+    HELD_OUT_SHADES,
     HELD_OUT_SIGNATURES,
     SIGNATURES,
+    TRAIN_SHADES,
     TRAIN_SIGNATURES,
     WORLD_VOCABULARY,
     Instance,
@@ -21,8 +25,17 @@ from ego_ros.toy.attributes import (
     near_duplicates,
     sample_near_duplicate,
     signature_name,
+    signature_shade,
 )
-from ego_ros.toy.render import GLYPH_BOXES, MARK_ANCHORS, PART_GLYPH, SHAPE_POLYGONS, visible_glyph_cells
+from ego_ros.toy.render import (
+    GLYPH_BOXES,
+    MARK_ANCHORS,
+    PART_BODY,
+    PART_GLYPH,
+    SHAPE_POLYGONS,
+    shade_rgb,
+    visible_glyph_cells,
+)
 
 #: sha256 of v1 renders and training data, computed on main (905e6a1) before world v2 existed.
 V1_SCENES_SHA256 = "e733a4d89b32c4c936307647f573d5dbc2fe499d1c07ec43b96e7bb9a697be78"
@@ -114,16 +127,71 @@ def test_the_tokenizer_is_the_committed_one_and_splits_a_glyph_name_into_pieces(
     assert len(built(signature_name(_v2().signature), add_special_tokens=False)["input_ids"]) > 1
 
 
-def test_lookalikes_share_every_nameable_attribute_and_differ_in_visible_glyph_cells():
+def test_lookalikes_share_every_nameable_attribute_and_differ_in_visible_glyph_cells_and_shade():
     inst = _v2()
     twins = lookalikes(inst)
-    assert len(twins) >= 15
+    assert len(twins) >= 10
     visible = visible_glyph_cells(inst.shape_name, inst.mark % 4)
     for t in twins:
         assert t.keywords == inst.keywords and t.signature != inst.signature
         assert inst.negative_kind(t) == "lookalike"
         assert bin((t.signature ^ inst.signature) & visible).count("1") >= 2
+        assert signature_shade(t.signature) != signature_shade(inst.signature)
     assert set(twins) <= set(near_duplicates(inst))
+
+
+def test_the_splits_take_interleaved_shades_and_every_shade_is_used():
+    assert not set(TRAIN_SHADES) & set(HELD_OUT_SHADES)
+    assert {signature_shade(s) for s in TRAIN_SIGNATURES} == set(TRAIN_SHADES)
+    assert {signature_shade(s) for s in HELD_OUT_SIGNATURES} == set(HELD_OUT_SHADES)
+    # each held-out shade lies strictly between two training shades: evaluation never extrapolates
+    for h in HELD_OUT_SHADES:
+        assert min(TRAIN_SHADES) < h < max(TRAIN_SHADES)
+
+
+def _hue_deg(rgb) -> float:
+    import colorsys
+
+    return colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] * 360
+
+
+def test_every_shade_stays_nearer_its_own_colour_name_than_any_shade_of_another():
+    # (c) for the shade: it lives inside one colour name. Hue gaps between shades of different names
+    # stay at least 20 degrees (the named colours' narrowest gap is 24); shades keep the name's value.
+    shades = np.linspace(0.0, 1.0, 11)
+    hues = {n: [_hue_deg(shade_rgb(n, float(p))) for p in shades] for n in COLOUR_RGB}
+    for n, own in hues.items():
+        for m, other in hues.items():
+            if m != n:
+                gap = min(abs((a - b + 180) % 360 - 180) for a in own for b in other)
+                assert gap >= 20, (n, m, gap)
+        assert all(abs(max(shade_rgb(n, float(p))) - max(COLOUR_RGB[n])) <= 1 for p in shades)
+    with pytest.raises(world.WorldError, match="shade"):
+        shade_rgb("red", 1.5)
+
+
+def _body_chromaticity(scene, k: int) -> np.ndarray:
+    """Mean colour of object k's body pixels divided by its sum: a brightness-free reading of its shade."""
+    body = scene.masks[k] & (scene.labels.part == PART_BODY)
+    mean = scene.image[body].astype(float).mean(0)
+    return mean / mean.sum()
+
+
+def test_the_shade_survives_rotation_lighting_tint_and_noise_better_than_a_lookalike_matches_it():
+    # (b) for the shade: the body's chromaticity under another rotation, lighting, tint and noise stays
+    # closer to the instance's than its look-alike's (in the original conditions) is, in every case
+    for seed in range(12):
+        inst = _v2(seed=seed)
+        twin = lookalikes(inst)[seed % len(lookalikes(inst))]
+        a, b = _aligned_pair(inst, twin, seed, min_area=0.10)
+        k = a.spec.main
+        objects = list(a.spec.objects)
+        tint = tuple(int(t) for t in np.random.default_rng(seed).integers(-10, 11, 3))
+        objects[k] = replace(objects[k], angle=-objects[k].angle, tint=tint)
+        lit = world.Lighting(brightness=0.85, gradient=0.15, angle=40.0)
+        again = world.render(replace(a.spec, objects=tuple(objects), lighting=lit, noise=6.0), 64)
+        ref = _body_chromaticity(a, k)
+        assert np.abs(_body_chromaticity(again, k) - ref).sum() < np.abs(_body_chromaticity(b, k) - ref).sum()
 
 
 def test_sampled_near_duplicates_of_v2_instances_are_mostly_lookalikes_and_keep_the_easier_kinds():

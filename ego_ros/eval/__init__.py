@@ -1,7 +1,8 @@
 """ego_ros.eval: the Ego paper's evaluation protocol (section 4) on the published benchmarks.
 
-Modules: ``datasets`` (readers, ``KIND:PATH`` specs), ``protocols`` (prompts, answer parsing, name
-matching), ``metrics`` (pure metric functions), ``methods`` (compared methods as engine settings),
+Modules: ``datasets`` (a package: one reader per benchmark layout, ``KIND:PATH`` specs), ``protocols``
+(prompts, answer parsing, name matching), ``metrics`` (pure metric functions), ``methods`` (compared
+methods as engine settings),
 ``judges`` (open-answer judges), ``cache`` (resumable per-sample results), ``runner`` (``run_eval``),
 ``report`` (Markdown, plots, paper-shaped tables, ``compare``) and ``cli`` (``ego-ros eval``).
 Nothing is imported here so that ``import ego_ros.eval`` stays light (no torch, no matplotlib).

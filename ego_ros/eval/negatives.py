@@ -3,7 +3,7 @@
 A toy export (`ego_ros.toy.export`) lists, for every concept, how each other concept relates to it as a
 negative (``toy_manifest.json``: ``concepts[name]["negative_kinds"][other]``):
 
-* ``lookalike``: every nameable attribute the same, another identity glyph (world v2): only pixels
+* ``lookalike``: every nameable attribute the same, another identity signature (world v2: glyph and shade): only pixels
   tell them apart, so keywords cannot;
 * ``near_duplicate``: same shape and colour, another mark or pattern;
 * ``other``: anything else.

@@ -20,14 +20,18 @@ exports draw their personal concepts only from held-out ones.
 
 World versions (``WORLDS``): in ``"v1"`` (the default, what the committed weights were trained on) an
 instance *is* its four attributes. In ``"v2"`` every instance also carries an identity *signature*
-that the vocabulary cannot name: a glyph of 4 lit cells of a 3x3 grid drawn on the object's body
-(`ego_ros.toy.render` draws it, rotated and lit with the object). There are ``len(SIGNATURES)`` = 126
-glyphs; a *look-alike* of a v2 instance has the same four attributes and another glyph, so only
-pixels tell them apart. Signatures are split like the instances, by a hash of their name:
+that the vocabulary cannot name, in two parts: a glyph of 4 lit cells of a 3x3 grid drawn on the
+object's body, and the body's *shade* inside its colour name (`signature_shade`: a position on a tone
+axis, paler and with the hue turned a few degrees; `ego_ros.toy.render` draws both, rotated and lit with
+the object). There are ``len(SIGNATURES)`` = 126 glyphs, and a glyph fixes its shade; a *look-alike* of
+a v2 instance has the same four attributes and another glyph of another shade, so only pixels tell them
+apart. Signatures are split like the instances, by a hash of their name:
 ``SIGNATURE_HELD_OUT_PER_MILLE`` of them are held out, and a v2 instance must carry a signature of
 its own split (held-out attributes with a held-out signature, training attributes with a training
 signature; `Instance` refuses anything else), so a training instance and an evaluation instance
-never share a signature, by construction.
+never share a signature, by construction. The two splits' shades are interleaved positions of the tone
+axis (`TRAIN_SHADES`, `HELD_OUT_SHADES`), so no shade of an evaluation signature is seen in training
+either.
 
 Text: ``instance.keywords`` is ``(colour, shape, pattern, mark colour + "-mark", mark position)``, e.g.
 ``("red", "star", "striped", "black-mark", "top")``. ``WORLD_VOCABULARY`` lists every word these
@@ -39,7 +43,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 
 import numpy as np
 
@@ -49,7 +53,7 @@ from ego_ros.core.errors import EgoError
 WORLD_VERSION = "1.0"
 #: Selectable worlds and the rules version each one follows. "v1" stays the default everywhere until
 #: weights trained on "v2" replace the committed ones.
-WORLDS: dict[str, str] = {"v1": WORLD_VERSION, "v2": "2.0"}
+WORLDS: dict[str, str] = {"v1": WORLD_VERSION, "v2": "2.1"}
 DEFAULT_WORLD = "v1"
 
 
@@ -123,6 +127,24 @@ _SIGNATURE_POS: dict[int, int] = {s: i for i, s in enumerate(SIGNATURES)}
 def signature_space(held_out: bool) -> tuple[int, ...]:
     """The signatures instances of a split may carry."""
     return HELD_OUT_SIGNATURES if held_out else TRAIN_SIGNATURES
+
+
+#: Shades of v2 bodies: positions on a tone axis from 0 (the colour as named) to 1 (the palest shade the
+#: name still covers; `render.shade_rgb` draws them). The splits take interleaved positions, each
+#: held-out shade halfway between two training ones, so an evaluation shade is never seen in training
+#: and the model has to compare shades rather than recognise known ones. Three held-out shades, so an
+#: export's group of three concepts can be pairwise look-alikes.
+TRAIN_SHADES: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0)
+HELD_OUT_SHADES: tuple[float, ...] = (1 / 6, 1 / 2, 5 / 6)
+
+
+@cache
+def signature_shade(signature: int) -> float:
+    """The body shade a glyph comes with: one of its split's shades, picked by a hash of the glyph's name
+    (independent of the hash that splits the glyphs)."""
+    shades = HELD_OUT_SHADES if _signature_held_out(signature) else TRAIN_SHADES
+    digest = hashlib.blake2b(f"shade-{signature_name(signature)}".encode(), digest_size=8).digest()
+    return shades[int.from_bytes(digest, "big") % len(shades)]
 
 
 #: Objects rotate by at most this much either way, so "top" marks and square-vs-diamond stay distinct.
@@ -403,8 +425,9 @@ MIN_VISIBLE_GLYPH_DIFFERENCE = 2
 
 def lookalikes(instance: Instance) -> tuple[Instance, ...]:
     """The v2 look-alikes of `instance`: the same four attributes, every other signature of its split's
-    space whose glyph differs in at least MIN_VISIBLE_GLYPH_DIFFERENCE cells that show on this shape
-    with this mark (cells under the mark or off the silhouette do not count). Empty for a v1 instance."""
+    space of another shade whose glyph differs in at least MIN_VISIBLE_GLYPH_DIFFERENCE cells that show
+    on this shape with this mark (cells under the mark or off the silhouette do not count). Empty for a
+    v1 instance."""
     if instance.signature is None:
         return ()
     return _lookalikes(instance)
@@ -417,10 +440,11 @@ def _lookalikes(instance: Instance) -> tuple[Instance, ...]:
 
     visible = visible_glyph_cells(instance.shape_name, instance.mark % len(MARK_POSITIONS))
     sig = instance.signature
+    shade = signature_shade(sig)
     return tuple(
         instance.with_signature(s)
         for s in signature_space(instance.is_held_out)
-        if bin((s ^ sig) & visible).count("1") >= MIN_VISIBLE_GLYPH_DIFFERENCE
+        if bin((s ^ sig) & visible).count("1") >= MIN_VISIBLE_GLYPH_DIFFERENCE and signature_shade(s) != shade
     )
 
 

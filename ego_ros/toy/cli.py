@@ -12,7 +12,8 @@ top-level ``main`` runs ``return args.func(args)``.
 
 ``ego-ros toy export --layout yollava|thisismy-multi --concepts N --seed S --out DIR [--size PX]
 [--views V] [--test-per-concept T] [--negatives K] [--overwrite] [--world v1|v2]`` writes a benchmark
-(see `ego_ros.toy.export`); ``--world v2`` gives the concepts identity glyphs and look-alike siblings.
+(see `ego_ros.toy.export`); ``--world v2`` gives the concepts identity signatures (glyph and shade)
+and look-alike siblings.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def register_export(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--negatives", type=int, default=4, metavar="K", help="yollava negative_example images per concept")
     p.add_argument("--overwrite", action="store_true", help="replace a previous toy export in DIR")
     p.add_argument(
-        "--world", choices=tuple(WORLDS), default=DEFAULT_WORLD, help="toy world (default v1; v2: identity glyphs)"
+        "--world", choices=tuple(WORLDS), default=DEFAULT_WORLD, help="toy world (default v1; v2: identity signatures)"
     )
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run_export)

@@ -35,14 +35,14 @@ is a hard negative for pair (A, B). Both layouts also write ``toy_manifest.json`
 versions, arguments, each concept's instance, and for every image its role, the concepts it holds and
 its full scene spec (`ego_ros.toy.specs.scene_spec_from_dict` re-renders it exactly).
 
-``world="v2"`` (``ego-ros toy export --world v2``): concepts carry identity glyphs, and each sibling group
-is a held-out instance and a *look-alike* of it (every nameable attribute the same, another held-out
-glyph), so the sibling's test images are negatives that only pixels reject. Every concept's manifest
-entry lists ``negative_kinds``: for each other concept, "lookalike" (differs only in the glyph),
-"near_duplicate" (same shape and colour, another mark or pattern) or "other"; `ego_ros.eval` reads
-it and reports recognition per negative kind. Before writing, the exporter checks that no concept
-carries a training signature (`check_signature_spaces`); `ego_ros.toy.attributes` guarantees it by
-construction.
+``world="v2"`` (``ego-ros toy export --world v2``): concepts carry identity signatures (glyph and body
+shade), and each sibling group is a held-out instance and a *look-alike* of it (every nameable attribute
+the same, another held-out signature), so the sibling's test images are negatives that only pixels
+reject. Every concept's manifest entry lists ``negative_kinds``: for each other concept, "lookalike"
+(differs only in the signature), "near_duplicate" (same shape and colour, another mark or pattern) or
+"other"; `ego_ros.eval` reads it and reports recognition per negative kind. Before writing, the exporter
+checks that no concept carries a training signature (`check_signature_spaces`); `ego_ros.toy.attributes`
+guarantees it by construction.
 
 Same arguments give byte-identical files: every image comes from its own Generator seeded by
 ``(seed, role, concept, n)``, PNGs are written by OpenCV with fixed options, JSON with fixed key order.
@@ -191,7 +191,7 @@ def concept_names(n: int, seed: int) -> list[str]:
 
 def choose_concepts(n: int, seed: int, world: str = DEFAULT_WORLD) -> list[Concept]:
     """`n` held-out concepts in sibling groups of two (three for the last group when n is odd). In v1 a
-    sibling is a near-duplicate (other mark or pattern); in v2 a look-alike (another held-out glyph)."""
+    sibling is a near-duplicate (other mark or pattern); in v2 a look-alike (another held-out signature)."""
     if n < 2:
         raise ExportError(f"an export needs at least 2 concepts (a concept and its near-duplicate), got {n}")
     check_world(world)
@@ -247,7 +247,7 @@ def _near_duplicate_groups(rng: np.random.Generator, held: list[Instance], n: in
 
 def _lookalike_groups(rng: np.random.Generator, held: list[Instance], n: int) -> list[list[Instance]]:
     """v2 sibling groups: a held-out instance with a held-out glyph and look-alikes of it (pairwise
-    look-alikes, so every two members differ in visible glyph cells). Every second group's anchor is,
+    look-alikes, so every two members differ in visible glyph cells and in shade). Every second group's anchor is,
     where one is free, a near-duplicate (other mark or pattern) of the previous group's anchor, so that
     the export holds all three negative kinds: look-alikes, near-duplicates and other concepts."""
     n_groups = n // 2
@@ -507,7 +507,7 @@ def _export_yollava(
             shared = sum(getattr(inst, a) == getattr(c.instance, a) for a in ATTRIBUTES)
             if c.instance.signature is None:
                 scores[f"{j}.png"] = shared / len(ATTRIBUTES)
-            else:  # the glyph counts as a fifth attribute: a look-alike scores 0.8
+            else:  # the signature counts as a fifth attribute: a look-alike scores 0.8
                 shared += inst.signature == c.instance.signature
                 scores[f"{j}.png"] = shared / (len(ATTRIBUTES) + 1)
             images[rel] = _image_record(scene, "negative", by_instance, negative_for=c.name)

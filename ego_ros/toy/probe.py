@@ -2,7 +2,7 @@
 
 The trainer's own held-out metric (`match_auc_lookalike`) asks the whole model, language model included,
 whether a concept is in a scene; early in training it stays at chance long after the vision tower has
-started to tell glyphs apart. This probe asks the vision side alone: for `n` held-out v2 instances it
+started to tell signatures apart. This probe asks the vision side alone: for `n` held-out v2 instances it
 renders a reference view, a query scene holding the instance (its look-alike kept out) and a query
 scene holding a look-alike instead (the instance kept out), mask-pools each object's projector
 outputs (the tokens the engine would keep), and scores ROC AUC of cosine(reference, same instance)

@@ -33,7 +33,18 @@ import numpy as np
 from .attributes import MARK_POSITIONS, SHAPES, WorldError
 
 # _pixel_colours: the cached tuple form pixel_colours wraps (ObjectSpec.tint is already a tuple of ints).
-from .colours import RGB, _pixel_colours, glyph_rgb, muted_rgb, pattern_rgb, pixel_colours
+from .colours import (
+    RGB,
+    SHADE_DIRECTIONS,
+    SHADE_HUE_TURN,
+    SHADE_SATURATION,
+    _pixel_colours,
+    glyph_rgb,
+    muted_rgb,
+    pattern_rgb,
+    pixel_colours,
+    shade_rgb,
+)
 from .labels import (
     BACKGROUND_LABEL,
     LABEL_CLASSES,
@@ -75,6 +86,9 @@ __all__ = [
     "PART_MARK",
     "PART_PATTERN",
     "RGB",
+    "SHADE_DIRECTIONS",
+    "SHADE_HUE_TURN",
+    "SHADE_SATURATION",
     "SHAPE_AREAS",
     "SHAPE_POLYGONS",
     "TEXTURES",
@@ -94,6 +108,7 @@ __all__ = [
     "pool_labels",
     "render",
     "scene_spec_from_dict",
+    "shade_rgb",
     "visible_glyph_cells",
 ]
 

@@ -9,8 +9,8 @@ Quick tour (all randomness comes from the numpy Generator you pass; nothing touc
     mine = world.sample_instance(rng, held_out=True)        # a personal instance, never trained on
     mine.keyword_text                                       # "red star striped black-mark top"
     twins = world.near_duplicates(mine)                     # hard negatives (other mark / pattern)
-    glyphed = world.sample_instance(rng, held_out=True, world="v2")   # world v2: with an identity glyph
-    world.lookalikes(glyphed)                               # same words, other glyph: only pixels differ
+    glyphed = world.sample_instance(rng, held_out=True, world="v2")   # world v2: with an identity signature
+    world.lookalikes(glyphed)                               # same words, other signature: only pixels differ
     ref = world.reference_scene(mine, rng, size=64)         # Scene: image, masks, labels, spec
     ref.main_area_fraction                                  # share of the image the main object covers
     query = world.query_scene(rng, 64, include=[mine], near_duplicate_p=0.5)
