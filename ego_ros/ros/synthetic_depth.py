@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..toy.render import Scene
+from ..toy.scene import Scene
 
 HFOV_DEG = 60.0
 CAMERA_HEIGHT_M = 1.0

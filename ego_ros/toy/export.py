@@ -33,7 +33,7 @@ concept other than the ones its folder names.
 Pairs join the i-th members of consecutive sibling groups, so pair (A', B') of A's and B's siblings
 is a hard negative for pair (A, B). Both layouts also write ``toy_manifest.json`` at the root: seed,
 versions, arguments, each concept's instance, and for every image its role, the concepts it holds and
-its full scene spec (`ego_ros.toy.render.scene_spec_from_dict` re-renders it exactly).
+its full scene spec (`ego_ros.toy.specs.scene_spec_from_dict` re-renders it exactly).
 
 ``world="v2"`` (``ego-ros toy export --world v2``): concepts carry identity signatures (glyph and body
 shade), and each sibling group is a held-out instance and a *look-alike* of it (every nameable attribute
@@ -81,7 +81,7 @@ from .attributes import (
     sample_instance,
     signature_name,
 )
-from .render import Scene
+from .scene import Scene
 from .scenes import query_scene, reference_scene
 
 EXPORT_VERSION = "1.0"

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from .attributes import held_out_instances, lookalikes, sample_signature
+from .image_data import IMAGE_SIZE, ImageData, image_data
 from .scenes import query_scene, reference_scene
-from .tasks import IMAGE_SIZE, ImageData, image_data
 from .train import Trainer
 from .train_config import TrainConfig
 from .train_eval import auc

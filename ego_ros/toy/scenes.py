@@ -36,19 +36,10 @@ from .attributes import (
     sample_instance,
     sample_near_duplicate,
 )
-from .render import (
-    BLOB_KINDS,
-    TEXTURES,
-    BackgroundSpec,
-    Blob,
-    Lighting,
-    ObjectSpec,
-    Scene,
-    SceneSpec,
-    Size,
-    muted_rgb,
-    render,
-)
+from .colours import muted_rgb
+from .render import Size, render
+from .scene import Scene
+from .specs import BLOB_KINDS, TEXTURES, BackgroundSpec, Blob, Lighting, ObjectSpec, SceneSpec
 
 Range = tuple[float, float]
 REFERENCE_SIZE: Range = (0.31, 0.41)

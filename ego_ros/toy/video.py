@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .attributes import MAX_ROTATION_DEG, Instance, WorldError, sample_instance
-from .render import BackgroundSpec, Lighting, ObjectSpec, Scene, SceneSpec, Size, render
+from .render import Size, render
+from .scene import Scene
 from .scenes import sample_background, sample_lighting
+from .specs import BackgroundSpec, Lighting, ObjectSpec, SceneSpec
 
 #: Objects rock by at most this much around a base angle of at most the same, staying within the
 #: world's rotation limit.

@@ -17,8 +17,9 @@ Quick tour (all randomness comes from the numpy Generator you pass; nothing touc
     big = world.render(query.spec, (640, 480))              # same scene for the demo camera
     world.pool_labels(query.labels.shape, 8, world.LABEL_CLASSES["shape"])   # 8x8 patch grid labels
 
-Modules: `attributes` (instances, split, vocabulary), `render` (specs, `render`, labels, pooling),
-`scenes` (samplers). See their docstrings for the rules.
+Modules: `attributes` (instances, split, vocabulary), `shapes` (geometry), `colours`, `specs` (scene
+specs), `render` (the renderer), `scene` (`Scene`), `labels` (label maps, pooling), `scenes` (samplers).
+See their docstrings for the rules.
 """
 
 from .attributes import (
@@ -55,32 +56,21 @@ from .attributes import (
     sample_near_duplicate,
     training_instances,
 )
-from .render import (
+from .colours import pattern_rgb, pixel_colours
+from .labels import (
     BACKGROUND_LABEL,
     LABEL_CLASSES,
-    MARK_ANCHORS,
-    MARK_HALF,
     PART_BACKGROUND,
     PART_BODY,
     PART_GLYPH,
     PART_MARK,
     PART_PATTERN,
-    SHAPE_POLYGONS,
-    TEXTURES,
-    BackgroundSpec,
-    Blob,
     LabelMaps,
-    Lighting,
-    ObjectSpec,
-    Scene,
-    SceneSpec,
-    pattern_rgb,
-    pixel_colours,
     pool_fractions,
     pool_labels,
-    render,
-    scene_spec_from_dict,
 )
+from .render import render
+from .scene import Scene
 from .scenes import (
     DISTRACTOR_SIZE,
     QUERY_SIZE,
@@ -95,6 +85,8 @@ from .scenes import (
     sample_lighting,
     without_noise,
 )
+from .shapes import MARK_ANCHORS, MARK_HALF, SHAPE_POLYGONS
+from .specs import TEXTURES, BackgroundSpec, Blob, Lighting, ObjectSpec, SceneSpec, scene_spec_from_dict
 
 __all__ = [
     "ATTRIBUTES",

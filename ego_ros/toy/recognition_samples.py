@@ -1,0 +1,108 @@
+"""Recognition samples: is a named concept here (``match``, the engine's question), and which of two
+is (``choose``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .attributes import NEAR_DUPLICATE_KINDS, Instance, near_duplicates, sample_instance, sample_near_duplicate
+from .image_data import render_size
+from .model_config import PROMPT_OVERRIDES
+from .sample_builder import EntryData, Sample, SampleBuilder, other_instances, train_near_duplicate
+from .sample_texts import QUESTIONS, RECOGNITION_PARAPHRASES, distinct_names, keywords_of
+from .scenes import query_scene
+from .task_config import TaskConfig
+
+
+def match_sample(
+    rng: np.random.Generator,
+    cfg: TaskConfig,
+    step: int,
+    held_out: bool = False,
+    kind: str | None = None,
+    form: str | None = None,
+) -> Sample:
+    """Recognition in the engine's format. held_out=True draws the concept from held-out instances (for
+    evaluation only; distractors then come from any split). Kinds "lookalike" and "near_duplicate" (v2
+    only) are hard negatives whose near-duplicate is a look-alike (same attributes, another glyph) or an
+    other-mark / other-pattern sibling; plain "hard" draws either (look-alikes three times in four)."""
+    b = SampleBuilder(rng, cfg)
+    if kind is None:
+        if rng.random() < 0.5:
+            kind = "pos"
+        else:
+            kind = "hard" if rng.random() < cfg.hard_share(step) else "easy"
+    split = True if held_out else False
+    if kind in ("lookalike", "near_duplicate") and cfg.world == "v1":
+        raise ValueError(f"{kind} negatives are a world v2 kind; v1 hard negatives are near-duplicates")
+    target = sample_instance(rng, held_out=split, world=cfg.world)
+    dup_kinds = {"lookalike": ("signature",), "near_duplicate": NEAR_DUPLICATE_KINDS}.get(kind)
+    dup = sample_near_duplicate(target, rng, dup_kinds, held_out=None if held_out else False)
+    if kind in ("hard", "lookalike", "near_duplicate") and dup is None:
+        kind = "easy"
+    n_entries = 1 if held_out else int(rng.choice([1, 2, 3], p=[0.65, 0.28, 0.07]))
+    others: list[Instance] = []
+    if n_entries > 1:
+        if dup is not None and rng.random() < 0.5 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9):
+            others.append(dup)
+        others += other_instances(rng, n_entries - 1 - len(others), {target, *others}, cfg.world)
+    names = distinct_names(rng, n_entries)
+    order = [target, *others]
+    perm = rng.permutation(n_entries)
+    instances = [order[i] for i in perm]
+    asked = names[int(np.nonzero(perm == 0)[0][0])]
+    mode = b.context_mode() if form is None else ("keywords" if form == "keywords" else "memory")
+    entries = []
+    for inst, name in zip(instances, names):
+        if form is not None and form != "keywords":
+            entries.append(EntryData(name, [b.memory_view(inst, form)], keywords_of(inst)))
+        else:
+            entries.append(b.entry(inst, name))
+    include: list[Instance] = []
+    exclude = {target}
+    if kind == "pos":
+        include = [target]
+    elif kind in ("hard", "lookalike", "near_duplicate"):
+        include = [dup]
+    else:
+        exclude |= set(near_duplicates(target))
+    # Other concepts of the context are sometimes in the scene too (they are not the one asked about).
+    for inst in others:
+        if inst not in include and inst not in exclude and rng.random() < 0.3 and len(include) < 3:
+            include.append(inst)
+    dup_p = 0.0 if kind != "pos" or dup is None else 0.25 + 0.35 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
+    if dup is not None and dup not in include and len(include) < 3 and rng.random() < dup_p:
+        include.append(dup)  # a look-alike next to the concept (a positive all the same)
+    q = query_scene(
+        rng,
+        render_size(rng, cfg),
+        world=cfg.world,
+        include=include,
+        exclude=exclude - set(include),
+        distractor_held_out=None if held_out else False,
+    )
+    qi = b.scene(q)
+    question = PROMPT_OVERRIDES["recognition"].format(name=asked)
+    if not held_out and rng.random() < cfg.paraphrase_p:
+        question = RECOGNITION_PARAPHRASES[int(rng.integers(len(RECOGNITION_PARAPHRASES)))].format(name=asked)
+    return Sample("match", b.images, entries, mode, [qi], question, "yes" if kind == "pos" else "no", kind)
+
+
+def choose_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sample:
+    """Two concepts (sometimes near-duplicates of each other), one in the query: which one is it?"""
+    b = SampleBuilder(rng, cfg)
+    a = sample_instance(rng, held_out=False, world=cfg.world)
+    other = None
+    if rng.random() < cfg.hard_share(step) / max(cfg.hard_max, 1e-9) * 0.6:
+        other = train_near_duplicate(a, rng)
+    if other is None:
+        other = other_instances(rng, 1, {a, *near_duplicates(a)}, cfg.world)[0]
+    insts = [a, other]
+    names = distinct_names(rng, 2)
+    entries = [b.entry(inst, name) for inst, name in zip(insts, names)]
+    j = int(rng.integers(2))
+    s = query_scene(rng, render_size(rng, cfg), world=cfg.world, include=[insts[j]], exclude={insts[1 - j]})
+    i = b.scene(s)
+    return Sample(
+        "choose", b.images, entries, b.context_mode(), [i], QUESTIONS["choose"].format(a=names[0], b=names[1]), names[j]
+    )
