@@ -246,10 +246,10 @@ def _near_duplicate_groups(rng: np.random.Generator, held: list[Instance], n: in
 
 
 def _lookalike_groups(rng: np.random.Generator, held: list[Instance], n: int) -> list[list[Instance]]:
-    """v2 sibling groups: a held-out instance with a held-out glyph and look-alikes of it (pairwise
-    look-alikes, so every two members differ in visible glyph cells and in shade). Every second group's anchor is,
-    where one is free, a near-duplicate (other mark or pattern) of the previous group's anchor, so that
-    the export holds all three negative kinds: look-alikes, near-duplicates and other concepts."""
+    """v2 sibling groups: a held-out instance with a held-out signature and look-alikes of it (pairwise
+    look-alikes, so every two members differ in visible glyph cells and in shade). Every second group's
+    anchor is, where one is free, a near-duplicate (other mark or pattern) of the previous group's
+    anchor, so that the export holds all three negative kinds: look-alikes, near-duplicates and other concepts."""
     n_groups = n // 2
     groups: list[list[Instance]] = []
     used: set[Instance] = set()  # categories (attribute tuples) already taken

@@ -24,7 +24,7 @@ def match_sample(
 ) -> Sample:
     """Recognition in the engine's format. held_out=True draws the concept from held-out instances (for
     evaluation only; distractors then come from any split). Kinds "lookalike" and "near_duplicate" (v2
-    only) are hard negatives whose near-duplicate is a look-alike (same attributes, another glyph) or an
+    only) are hard negatives whose near-duplicate is a look-alike (same attributes, another signature) or an
     other-mark / other-pattern sibling; plain "hard" draws either (look-alikes three times in four)."""
     b = SampleBuilder(rng, cfg)
     if kind is None:

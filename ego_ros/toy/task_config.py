@@ -47,7 +47,7 @@ class TaskConfig:
     #: share of images rendered at a larger (often 4:3) size and resized to 64x64 like a camera frame
     big_render_p: float = 0.2
     #: the toy world the samples come from (`attributes.WORLDS`): in "v2" instances carry identity
-    #: glyphs and most hard negatives are look-alikes that differ only in the glyph
+    #: signatures and most hard negatives are look-alikes that differ only in the signature (glyph and shade)
     world: str = DEFAULT_WORLD
 
     def __post_init__(self) -> None:

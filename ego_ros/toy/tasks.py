@@ -15,7 +15,7 @@ Tasks (weights in `TaskConfig.weights`):
 * ``match``: context of 1-3 concepts, each "{name}: <memory>" (memory views as above, 1-3 views),
   a query scene and the engine's recognition question "is {name} here?" -> yes / no. Negatives are
   easy (the concept is absent) or hard (a near-duplicate is there instead; in world v2 mostly a
-  look-alike that differs only in its identity glyph); the hard share of the negatives ramps from 0
+  look-alike that differs only in its identity signature); the hard share of the negatives ramps from 0
   to `hard_max` over `ramp_steps` (curriculum). Contexts may hold a near-duplicate of the asked
   concept too.
 * ``describe``: "describe the main object." -> "red, star, striped, black-mark, top".

@@ -3,7 +3,7 @@
     ego-ros toy train --seed 0 --steps 60000 --out runs/toy                 # train (CPU or --device cuda)
     ego-ros toy train --resume runs/toy/ckpt_latest.pt --out runs/toy       # continue after a stop
     ego-ros toy train --resume runs/toy/ckpt_best.pt --steps 0 --export ego_ros/toy/model   # export only
-    ego-ros toy train --world v2 --seed 0 --out runs/toy-v2                 # the v2 world (identity glyphs)
+    ego-ros toy train --world v2 --seed 0 --out runs/toy-v2                 # the v2 world (identity signatures)
 
 The data stream depends only on (seed, step), so a resumed run continues exactly where the checkpoint
 stopped. `--out` receives ``train_log.jsonl`` (losses, throughput, feature variation, held-out

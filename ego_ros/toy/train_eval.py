@@ -50,7 +50,7 @@ def evaluate_heldout(
     for kind in kinds:
         res[f"match_acc_{kind}"] = float(np.mean([c for c, s in zip(correct, match) if s.kind == kind]))
     if "lookalike" in kinds:
-        # v2: positives against look-alikes only (the glyph is the only difference): the pilot's curve
+        # v2: positives against look-alikes only (the signature is the only difference): the pilot's curve
         res["match_auc_lookalike"] = auc(
             [p for p, s in zip(probs, match) if s.kind == "pos"],
             [p for p, s in zip(probs, match) if s.kind == "lookalike"],
