@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -563,14 +563,14 @@ class FrameTruth:
     text: str
 
 
-def frame_truth(truth, name: str, lookalike_keys: frozenset[str] = frozenset()) -> FrameTruth | None:
-    """Read a ground-truth Recognitions message for concept `name`; None when there is none.
+def frame_truth(entries: Iterable[tuple[str, bool, float]], name: str,
+                lookalike_keys: frozenset[str] = frozenset()) -> FrameTruth:
+    """What a frame's ground truth, ``(name, recognisable, visible fraction)`` per object (a ground-truth
+    Recognitions message's names, present and probabilities), says of concept `name`.
 
     The camera names included objects by their concept name and every other object by its instance
     key, so a look-alike is an entry whose name is one of `lookalike_keys`."""
-    if truth is None:
-        return None
-    seen = {n: (bool(ok), float(frac)) for n, ok, frac in zip(truth.names, truth.present, truth.probabilities)}
+    seen = {n: (bool(ok), float(frac)) for n, ok, frac in entries}
     if seen.get(name, (False, 0.0))[1] > 0:
         recognisable, frac = seen[name]
         state = "present" if recognisable else "partly visible"
@@ -674,7 +674,8 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
                         return
                     i = s.names.index(DEMO_NAME)
                     truth_msg = graph.truth_for(s.key)
-                    truth = frame_truth(truth_msg, DEMO_NAME, lookalike_keys)
+                    truth = None if truth_msg is None else frame_truth(
+                        zip(truth_msg.names, truth_msg.present, truth_msg.probabilities), DEMO_NAME, lookalike_keys)
                     text, verdict = "truth: (frame not seen)", ""
                     if truth is not None:
                         ok = truth.expected == s.present[i]
