@@ -228,6 +228,23 @@ def test_camera_node_publishes_the_seeded_frames_with_matching_ground_truth(tmp_
 
 
 @pytest.mark.ros
+def test_camera_node_plays_the_clip_cycle_its_parameters_give(tmp_path):
+    twin = "red-heart-checkered-black-right"
+    scenario = {"include": [MINE], "include_names": ["kona"], "lookalikes": [twin],
+                "clip_cycle": ["include", "absent", "lookalike"], "clip_seconds": [0.1, 0.1], "max_objects": 2,
+                "object_size": [0.3, 0.4]}
+    images, truths, code = _collect(tmp_path, {"seed": 3, "width": 160, "height": 120, **scenario}, 9)
+    assert code == 0
+    reference = ToyCamera(3, 160, 120, **scenario)
+    for image, truth in zip(images, truths):
+        expected = reference.next_frame()
+        assert bytes(image.data) == expected.image.tobytes()
+        assert list(truth.names) == [e.name for e in expected.truth]
+    shown = [set(t.names) & {"kona", twin} for t in truths]
+    assert shown == [{"kona"}] * 3 + [set()] * 3 + [{twin}] * 3  # 3 frames a clip at 30 Hz
+
+
+@pytest.mark.ros
 def test_camera_node_publishes_jpeg_on_image_compressed(tmp_path):
     from ego_ros.ros.image_conversion import compressed_to_rgb
 

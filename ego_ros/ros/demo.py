@@ -1,12 +1,14 @@
 """`ego-ros demo`: the synthetic camera and the Ego node on a private ROS domain, end to end.
 
-The demo starts two processes, `synthetic_camera` (toy-world video that often shows the personal
-instance `DEMO_INSTANCE`, with per-frame ground truth) and `ego_node`, on a free ROS domain with
+The demo starts two processes, `synthetic_camera` (toy-world video with per-frame ground truth that
+plays short clips in turn: the personal instance `demo_instance()`, neither it nor a look-alike, and
+its look-alike `demo_lookalike()`; see `demo_camera_params`) and `ego_node`, on a free ROS domain with
 discovery limited to this machine. It introduces the concept `DEMO_NAME` through the node's
 ``~/introduce_concept`` service from reference views rendered in the toy world (the same views as
 ``config/demo_concepts/``), prints each recognition next to the camera's ground truth for the frame
-with the same stamp (with where the node located it: pixel point, and 3-D point from the camera's depth,
-since the node runs with use_depth), and the answers to a standing question; last it asks ``~/locate``
+with the same stamp (which kind of frame it is, kona / absent / look-alike, and with where the node
+located it: pixel point, and 3-D point from the camera's depth, since the node runs with use_depth),
+and the answers to a standing question; its summary gives the agreement per frame kind; last it asks ``~/locate``
 where the concept is on the latest frame and prints the pixel and 3-D point next to the ground truth's,
 then stops both processes with SIGTERM.
 Children also get SIGTERM if the demo itself dies (Linux parent-death signal).
