@@ -56,6 +56,29 @@ def test_other_objects_are_named_by_their_instance_keys():
     assert all(e.name == e.instance_key for e in truth if e.instance_key != MINE)
 
 
+def test_a_clip_cycle_shows_the_look_alike_named_by_its_key_in_place_of_the_included_instance():
+    twin = "red-heart-checkered-black-right"
+    camera = ToyCamera(3, 64, 48, include=[MINE], include_names=["kona"], lookalikes=[twin],
+                       clip_cycle=["include", "absent", "lookalike"], clip_seconds=[0.1, 0.1])
+    names_by_clip: dict[int, set[str]] = {}
+    for _ in range(9 * 3):  # 3 frames a clip at 30 Hz
+        frame = camera.next_frame()
+        names_by_clip.setdefault(frame.clip_index, set()).update(t.name for t in frame.truth)
+    for clip, names in names_by_clip.items():
+        assert names & {"kona", twin} == [{"kona"}, set(), {twin}][clip % 3], clip
+
+
+def test_camera_rejects_bad_clip_parameters():
+    with pytest.raises(WorldError, match="clip kind"):
+        ToyCamera(0, 64, 48, include=[MINE], clip_cycle=["include", "later"])
+    with pytest.raises(WorldError, match="clip_seconds"):
+        ToyCamera(0, 64, 48, clip_seconds=[2.0])
+    with pytest.raises(WorldError, match="max_objects"):
+        ToyCamera(0, 64, 48, max_objects=0)
+    with pytest.raises(WorldError, match="lookalikes repeats"):
+        ToyCamera(0, 64, 48, lookalikes=[MINE, MINE])
+
+
 def test_unknown_instance_key_is_rejected():
     with pytest.raises(WorldError, match="instance key"):
         parse_instances(["not-a-key"])
@@ -202,6 +225,23 @@ def test_camera_node_publishes_the_seeded_frames_with_matching_ground_truth(tmp_
         assert np.allclose(truth.probabilities, [e.visible_fraction for e in expected.truth], atol=1e-6)
     stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in images]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+
+@pytest.mark.ros
+def test_camera_node_plays_the_clip_cycle_its_parameters_give(tmp_path):
+    twin = "red-heart-checkered-black-right"
+    scenario = {"include": [MINE], "include_names": ["kona"], "lookalikes": [twin],
+                "clip_cycle": ["include", "absent", "lookalike"], "clip_seconds": [0.1, 0.1], "max_objects": 2,
+                "object_size": [0.3, 0.4]}
+    images, truths, code = _collect(tmp_path, {"seed": 3, "width": 160, "height": 120, **scenario}, 9)
+    assert code == 0
+    reference = ToyCamera(3, 160, 120, **scenario)
+    for image, truth in zip(images, truths):
+        expected = reference.next_frame()
+        assert bytes(image.data) == expected.image.tobytes()
+        assert list(truth.names) == [e.name for e in expected.truth]
+    shown = [set(t.names) & {"kona", twin} for t in truths]
+    assert shown == [{"kona"}] * 3 + [set()] * 3 + [{twin}] * 3  # 3 frames a clip at 30 Hz
 
 
 @pytest.mark.ros

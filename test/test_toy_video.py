@@ -91,6 +91,48 @@ def test_stream_never_uses_included_instances_as_distractors():
         assert MINE not in [t.instance for t in stream.clip.tracks]
 
 
+TWIN = Instance.from_key("green-triangle-checkered-black-top")
+
+
+def _cycling_stream(**kwargs) -> video.VideoStream:
+    return video.VideoStream(3, size=16, clip_seconds=(0.05, 0.05), include=[MINE], lookalikes=[TWIN],
+                             cycle=("include", "absent", "lookalike"), **kwargs)
+
+
+def test_a_cycle_plays_its_clip_kinds_in_turn():
+    stream = _cycling_stream()
+    for k in range(9):
+        shown = {t.instance for t in stream.make_clip(k).tracks}
+        expected = [{MINE}, set(), {TWIN}][k % 3]
+        assert shown & {MINE, TWIN} == expected, k
+
+
+def test_a_cycle_keeps_the_clip_count_and_size_limits():
+    stream = _cycling_stream(n_objects=(1, 2), object_size=(0.3, 0.35))
+    for k in range(9):
+        clip = stream.make_clip(k)
+        assert 1 <= len(clip.tracks) <= 2
+        assert all(0.3 <= t.size <= 0.35 for t in clip.tracks)
+
+
+def test_without_a_cycle_look_alikes_are_never_shown():
+    stream = video.VideoStream(3, size=16, clip_seconds=(0.05, 0.05), include=[MINE], lookalikes=[TWIN],
+                               include_p=1.0)
+    assert all(TWIN not in {t.instance for t in stream.make_clip(k).tracks} for k in range(10))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"cycle": ("include", "sometimes")},
+    {"cycle": ("lookalike",), "include": [MINE]},
+    {"cycle": ("include",)},
+    {"include": [MINE], "lookalikes": [MINE]},
+    {"object_size": (0.4, 0.2)},
+])
+def test_bad_stream_arguments_raise_world_error(kwargs):
+    with pytest.raises(WorldError):
+        video.VideoStream(0, **kwargs)
+
+
 def test_bad_clip_arguments_raise_world_error():
     with pytest.raises(WorldError):
         video.sample_clip(np.random.default_rng(0), n_objects=(0, 2))

@@ -1,12 +1,14 @@
 """`ego-ros demo`: the synthetic camera and the Ego node on a private ROS domain, end to end.
 
-The demo starts two processes, `synthetic_camera` (toy-world video that often shows the personal
-instance `DEMO_INSTANCE`, with per-frame ground truth) and `ego_node`, on a free ROS domain with
+The demo starts two processes, `synthetic_camera` (toy-world video with per-frame ground truth that
+plays short clips in turn: the personal instance `demo_instance()`, neither it nor a look-alike, and
+its look-alike `demo_lookalike()`; see `demo_camera_params`) and `ego_node`, on a free ROS domain with
 discovery limited to this machine. It introduces the concept `DEMO_NAME` through the node's
 ``~/introduce_concept`` service from reference views rendered in the toy world (the same views as
 ``config/demo_concepts/``), prints each recognition next to the camera's ground truth for the frame
-with the same stamp (with where the node located it: pixel point, and 3-D point from the camera's depth,
-since the node runs with use_depth), and the answers to a standing question; last it asks ``~/locate``
+with the same stamp (which kind of frame it is, kona / absent / look-alike, and with where the node
+located it: pixel point, and 3-D point from the camera's depth, since the node runs with use_depth),
+and the answers to a standing question; its summary gives the agreement per frame kind; last it asks ``~/locate``
 where the concept is on the latest frame and prints the pixel and 3-D point next to the ground truth's,
 then stops both processes with SIGTERM.
 Children also get SIGTERM if the demo itself dies (Linux parent-death signal).
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,12 +39,27 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..core.errors import EgoError
+from ..toy import attributes
+from ..toy.attributes import Instance
 
 #: The demo's personal concept: a held-out toy-world instance (the toy model never saw it in training).
+#: These are its attributes; in world v2 it also carries the glyph DEMO_SIGNATURE (see `demo_instance`).
 DEMO_INSTANCE = "red-heart-checkered-white-right"
-#: Share of the camera's clips that show the demo's object (the other clips are its negatives).
+#: Share of the clips that show the demo's object when the camera draws its clips at random (the
+#: launch file's camera and the stream benches); `ego-ros demo` itself plays DEMO_CLIP_CYCLE.
 DEMO_INCLUDE_P = 0.8
+#: The clips the demo's camera plays in turn: the concept, neither it nor a look-alike, its look-alike.
+#: Short clips of DEMO_CLIP_SECONDS make a cycle of 6 s at 30 Hz, so any 10-s window holds at least 2 s
+#: of each kind (10 - (6 - 2)), and still 2 s if the camera fell behind to 15 Hz (10 - (12 - 4)).
+DEMO_CLIP_CYCLE = ("include", "absent", "lookalike")
+DEMO_CLIP_SECONDS = 2.0
+#: A demo clip shows its subject with at most one other object, both 0.3-0.4 of the frame: in the
+#: busier default (up to 4 objects of 0.2-0.4) the toy model recognises kona in about 2 frames of 3.
+DEMO_MAX_OBJECTS = 2
+DEMO_OBJECT_SIZE = (0.3, 0.4)
 DEMO_NAME = "kona"
+#: kona's glyph in world v2 (a held-out one, as kona is a held-out instance).
+DEMO_SIGNATURE = attributes.HELD_OUT_SIGNATURES[0]
 DEMO_NOTES = "the demo's personal object: a red heart, checkered, with a white mark on the right"
 DEMO_QUESTION = f"What colour is {DEMO_NAME}?"
 DEMO_VIEWS = 2
@@ -58,13 +75,50 @@ class DemoError(EgoError):
     """The demo could not run (a process died, a timeout passed); the message says what to check."""
 
 
+# ------------------------------------------------------------------------ the demo's object and scenario
+def demo_instance(world: str | None = None) -> Instance:
+    """The demo's personal object in `world` (default: the toy world's default): DEMO_INSTANCE, and in
+    world v2 with the glyph DEMO_SIGNATURE."""
+    inst = attributes.Instance.from_key(DEMO_INSTANCE)
+    world = attributes.check_world(world or attributes.DEFAULT_WORLD)
+    return inst if world == "v1" else inst.with_signature(DEMO_SIGNATURE)
+
+
+def demo_lookalikes(world: str | None = None) -> tuple[Instance, ...]:
+    """What the demo calls a look-alike of its object: in world v1 a near-duplicate (same shape and
+    colour, another mark or pattern), in v2 a look-alike proper (the same words, another glyph)."""
+    inst = demo_instance(world)
+    return attributes.near_duplicates(inst) if inst.signature is None else attributes.lookalikes(inst)
+
+
+def demo_lookalike(world: str | None = None) -> Instance:
+    """The look-alike the demo's camera shows. In v1 the mark-colour twin (a black mark where kona's is
+    white, same place: the nearest of its near-duplicates by the words that name it); in v2 the first
+    look-alike by glyph mask."""
+    inst = demo_instance(world)
+    if inst.signature is not None:
+        return attributes.lookalikes(inst)[0]
+    (twin,) = (d for d in attributes.near_duplicates(inst, ("mark",)) if d.mark_position == inst.mark_position)
+    return twin
+
+
+def demo_camera_params(seed: int = 0, world: str | None = None) -> dict[str, Any]:
+    """The demo camera's scenario: parameters of the `synthetic_camera` node, and keyword arguments of
+    `ToyCamera` alike."""
+    return {"seed": seed, "include": [demo_instance(world).key], "include_names": [DEMO_NAME],
+            "lookalikes": [demo_lookalike(world).key], "clip_cycle": list(DEMO_CLIP_CYCLE),
+            "clip_seconds": [DEMO_CLIP_SECONDS, DEMO_CLIP_SECONDS], "max_objects": DEMO_MAX_OBJECTS,
+            "object_size": list(DEMO_OBJECT_SIZE)}
+
+
 # ------------------------------------------------------------------------------------ reference views
 def reference_views(n: int = DEMO_VIEWS, size: int = DEMO_VIEW_SIZE, seed: int = DEMO_VIEW_SEED,
-                    instance_key: str = DEMO_INSTANCE) -> list[np.ndarray]:
-    """Reference views (HxWx3 uint8 RGB) of `instance_key`: view i comes from ``default_rng([seed, i])``."""
+                    instance_key: str | None = None) -> list[np.ndarray]:
+    """Reference views (HxWx3 uint8 RGB) of `instance_key` (default: the demo's object in the default
+    world): view i comes from ``default_rng([seed, i])``."""
     from ..toy import world
 
-    inst = world.Instance.from_key(instance_key)
+    inst = world.Instance.from_key(instance_key) if instance_key is not None else demo_instance()
     return [world.reference_scene(inst, np.random.default_rng([seed, i]), size=size).image for i in range(n)]
 
 
@@ -88,7 +142,7 @@ def write_demo_concepts(config_dir: str | Path) -> Path:
     lines = [
         "# Concepts the Ego node introduces at start (parameter concepts_file), used by launch/demo.launch.py.",
         "# name -> reference images (paths relative to this file) and optional notes.",
-        f"# The images are toy-world reference views of the held-out instance {DEMO_INSTANCE}, which the",
+        f"# The images are toy-world reference views of the held-out instance {demo_instance().key}, which the",
         "# synthetic camera of the demo shows; regenerate them with:",
         "#   python -m ego_ros.ros.demo write-concepts config",
         f"{DEMO_NAME}:",
@@ -468,11 +522,18 @@ class RosGraph:
 
 
 # ---------------------------------------------------------------------------------------------- demo
+#: The kinds of frame the demo's summary counts apart: the concept's own name stands for the first.
+LOOKALIKE_KIND = "look-alike"
+ABSENT_KIND = "absent"
+
+
 @dataclass
 class DemoResult:
     recognitions: int = 0
     compared: int = 0
     agreed: int = 0
+    #: frame kind (DEMO_NAME, LOOKALIKE_KIND, ABSENT_KIND) -> [agreed, compared]
+    by_kind: dict[str, list[int]] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
     located: int = 0
@@ -492,17 +553,48 @@ def _printable(text: str, limit: int = 100) -> str:
     return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 
-def _truth_text(truth, name: str) -> tuple[str, bool | None]:
-    if truth is None:
-        return "truth: (frame not seen)", None
-    names = list(truth.names)
-    if name not in names:
-        return "truth: absent", False
-    i = names.index(name)
-    recognisable = bool(truth.present[i])
-    frac = float(truth.probabilities[i])
-    state = "present" if recognisable else ("partly visible" if frac > 0 else "out of view")
-    return f"truth: {state} ({frac:.0%} visible)", recognisable
+@dataclass(frozen=True)
+class FrameTruth:
+    """What the camera's ground truth says of one frame, for the demo's concept."""
+
+    #: DEMO_NAME-like concept name when it shows (even partly), else LOOKALIKE_KIND when one of its
+    #: look-alikes shows, else ABSENT_KIND
+    kind: str
+    #: what a recogniser should answer: the concept is recognisable (whole mark, half its area)
+    expected: bool
+    text: str
+
+
+def frame_truth(entries: Iterable[tuple[str, bool, float]], name: str,
+                lookalike_keys: frozenset[str] = frozenset()) -> FrameTruth:
+    """What a frame's ground truth, ``(name, recognisable, visible fraction)`` per object (a ground-truth
+    Recognitions message's names, present and probabilities), says of concept `name`.
+
+    The camera names included objects by their concept name and every other object by its instance
+    key, so a look-alike is an entry whose name is one of `lookalike_keys`."""
+    seen = {n: (bool(ok), float(frac)) for n, ok, frac in entries}
+    if seen.get(name, (False, 0.0))[1] > 0:
+        recognisable, frac = seen[name]
+        state = "present" if recognisable else "partly visible"
+        return FrameTruth(name, recognisable, f"truth: {name} {state} ({frac:.0%} visible)")
+    hidden = f", {name} out of view" if name in seen else ""
+    doubles = [(n, frac) for n, (_, frac) in seen.items() if n in lookalike_keys and frac > 0]
+    if doubles:
+        key, frac = doubles[0]
+        return FrameTruth(LOOKALIKE_KIND, False, f"truth: {LOOKALIKE_KIND} {key} ({frac:.0%} visible{hidden})")
+    return FrameTruth(ABSENT_KIND, False, f"truth: {ABSENT_KIND}" + (f" ({hidden[2:]})" if hidden else ""))
+
+
+def agreement_by_kind(result: DemoResult, name: str) -> str:
+    """``"kona 14/15, absent 15/15, look-alike 12/15"``: agreement per frame kind, in that order."""
+    kinds = [k for k in (name, ABSENT_KIND, LOOKALIKE_KIND) if k in result.by_kind]
+    return ", ".join(f"{k} {result.by_kind[k][0]}/{result.by_kind[k][1]}" for k in kinds)
+
+
+def _difference(lookalike: Instance) -> str:
+    """How a look-alike differs from the demo's object, in words: "another mark" etc."""
+    diff = demo_instance(lookalike.world).differing_attributes(lookalike)
+    return "another " + " and ".join("glyph" if d == "signature" else d for d in diff)
 
 
 def _where_text(location) -> str:
@@ -545,8 +637,9 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
             model = "random:llava"
     profile = find_profile()
     transport = "raw" if profile is not None else "compressed"
-    camera_params = {"seed": seed, "include": [DEMO_INSTANCE], "include_names": [DEMO_NAME],
-                     "include_p": DEMO_INCLUDE_P, "publish_compressed": transport == "compressed"}
+    camera_params = {**demo_camera_params(seed), "publish_compressed": transport == "compressed"}
+    lookalike = demo_lookalike()
+    lookalike_keys = frozenset(d.key for d in demo_lookalikes())
     result = DemoResult(model=model)
     # The demo's concept store is its own (never the user's per-model store): kept with the logs when
     # --log-dir is given, else a temporary folder.
@@ -571,7 +664,7 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
                 say(f"ego_node active after {waited:.1f} s")
 
                 views = reference_views()
-                say(f"introducing {DEMO_NAME!r} ({DEMO_INSTANCE}) from {len(views)} reference views ...")
+                say(f"introducing {DEMO_NAME!r} ({demo_instance().key}) from {len(views)} reference views ...")
                 t0 = time.monotonic()
                 concept = graph.introduce(DEMO_NAME, views, request_timeout, notes=DEMO_NOTES)
                 say(f"  introduced in {time.monotonic() - t0:.1f} s: keywords "
@@ -583,12 +676,18 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
                         return
                     i = s.names.index(DEMO_NAME)
                     truth_msg = graph.truth_for(s.key)
-                    text, truth = _truth_text(truth_msg, DEMO_NAME)
-                    verdict = ""
+                    truth = None if truth_msg is None else frame_truth(
+                        zip(truth_msg.names, truth_msg.present, truth_msg.probabilities), DEMO_NAME, lookalike_keys)
+                    text, verdict = "truth: (frame not seen)", ""
                     if truth is not None:
+                        ok = truth.expected == s.present[i]
+                        text = truth.text
                         result.compared += 1
-                        result.agreed += int(truth == s.present[i])
-                        verdict = "  ok" if truth == s.present[i] else "  MISS"
+                        result.agreed += int(ok)
+                        tally = result.by_kind.setdefault(truth.kind, [0, 0])
+                        tally[0] += int(ok)
+                        tally[1] += 1
+                        verdict = "  ok" if ok else "  MISS"
                     result.recognitions += 1
                     result.latencies_s.append(max(0.0, s.arrival - s.stamp))
                     where = s.locations.get(DEMO_NAME)
@@ -615,7 +714,10 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
 
                 graph.recognitions.clear()
                 graph.on_recognition, graph.on_answer = on_recognition, on_answer
-                say(f"recognitions for {seconds:g} s (P: the model's probability; truth: the camera's ground truth):")
+                say(f"the camera plays {DEMO_CLIP_SECONDS:g}-s clips in turn: {DEMO_NAME}; neither it nor a "
+                    f"look-alike; its look-alike {lookalike.key} ({_difference(lookalike)})")
+                say(f"recognitions for {seconds:g} s (P: the model's probability; truth: the camera's ground truth, "
+                    f"{DEMO_NAME} / {ABSENT_KIND} / {LOOKALIKE_KIND}):")
                 graph.spin_for(seconds)
                 if result.recognitions == 0:
                     say(f"no recognition yet (a busy CPU?); waiting up to {request_timeout:.0f} s for the first one")
@@ -639,7 +741,8 @@ def run_demo(model: str = "toy", seconds: float = 10.0, device: str = "cpu", *, 
                 say(f"summary: {result.recognitions} recognition(s) in {seconds:g} s "
                     f"({result.recognitions / seconds:.1f} Hz), frame-to-recognition latency p50 "
                     f"{lat[len(lat) // 2] * 1000:.0f} ms; agreement with the ground truth "
-                    f"{result.agreed}/{result.compared}; located {result.located} time(s), "
+                    f"{result.agreed}/{result.compared} ({agreement_by_kind(result, DEMO_NAME) or 'no frame seen'}); "
+                    f"located {result.located} time(s), "
                     f"{result.located_3d} with a 3-D point")
                 if model.startswith("random:"):
                     say("note: a random model's probabilities and answers are meaningless; this run checks the "

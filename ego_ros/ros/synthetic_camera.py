@@ -20,9 +20,15 @@ Publishes (relative names, change them by remapping):
   per visible object: the box of its visible mask, its centroid as the point (score 1), and its exact
   3-D point in the optical frame (the centroid back-projected at the object's depth; has_position).
 
-The frame sequence depends only on ``seed``, the size, ``fps``, ``include`` and ``include_p``: the
-n-th published frame of two runs with the same parameters is byte-identical (`ToyCamera` is the
-ROS-free source, used by tests to check that). Frames are never skipped: if rendering falls behind
+What the clips show: by default each clip (``clip_seconds``, 4-8 s) shows each ``include`` instance
+with probability ``include_p`` among up to ``max_objects`` random others. A ``clip_cycle`` scripts it
+instead: clip k shows what ``clip_cycle[k % len]`` names, ``"include"`` (every included instance),
+``"absent"`` (none of them) or ``"lookalike"`` (every instance of ``lookalikes`` in their place; look-alikes
+are named by their keys in the ground truth). Included instances and look-alikes are never random others.
+
+The frame sequence depends only on the parameters above, the size and ``fps``: the n-th published
+frame of two runs with the same parameters is byte-identical (`ToyCamera` is the ROS-free source,
+used by tests to check that). Frames are never skipped: if rendering falls behind
 ``fps`` the stream slows down instead of changing content. Stamps come from the node's clock.
 
 QoS can be changed with ``qos_overrides./<resolved topic>.publisher.{reliability,depth,history}``.
@@ -78,10 +84,12 @@ class CameraFrame:
         return [t.name for t in self.truth if t.recognisable]
 
 
-def parse_instances(keys: Sequence[str], names: Sequence[str] = ()) -> tuple[tuple[Instance, ...], dict[Instance, str]]:
+def parse_instances(keys: Sequence[str], names: Sequence[str] = (),
+                    param: str = "include") -> tuple[tuple[Instance, ...], dict[Instance, str]]:
     """Instances from keys such as ``"red-star-striped-black-top"`` and their display names.
 
-    `names` is empty (each instance is named by its key) or parallel to `keys`.
+    `names` is empty (each instance is named by its key) or parallel to `keys`; `param` names the
+    parameter the keys came from in error messages.
 
     Raises:
         WorldError: an unknown key, a repeated instance, or `names` of another length than `keys`.
@@ -92,11 +100,19 @@ def parse_instances(keys: Sequence[str], names: Sequence[str] = ()) -> tuple[tup
                          f"for {len(keys)} instances")
     instances = tuple(Instance.from_key(k.strip()) for k in keys)
     if len(set(instances)) != len(instances):
-        raise WorldError(f"include repeats an instance: {keys}")
+        raise WorldError(f"{param} repeats an instance: {keys}")
     named = {inst: (names[i] if names else inst.key) for i, inst in enumerate(instances)}
     if any(not n.strip() for n in named.values()):
         raise WorldError("include_names must not contain empty names")
     return instances, named
+
+
+def _pair(name: str, values: Sequence[float]) -> tuple[float, float]:
+    """A (low, high) parameter given as a sequence of two numbers."""
+    values = [float(v) for v in values]
+    if len(values) != 2:
+        raise WorldError(f"{name} must be two numbers [low, high], got {values}")
+    return values[0], values[1]
 
 
 class ToyCamera:
@@ -104,14 +120,21 @@ class ToyCamera:
 
     def __init__(self, seed: int = 0, width: int = 640, height: int = 480, fps: float = 30.0,
                  include: Sequence[str] = (), include_names: Sequence[str] = (), include_p: float = 0.6,
-                 depth: bool = True) -> None:
+                 depth: bool = True, *, lookalikes: Sequence[str] = (), clip_cycle: Sequence[str] = (),
+                 clip_seconds: Sequence[float] = (4.0, 8.0), max_objects: int = 4,
+                 object_size: Sequence[float] = (0.2, 0.4)) -> None:
         if width < 16 or height < 16:
             raise WorldError(f"camera size must be at least 16x16, got {width}x{height}")
         if not fps > 0:
             raise WorldError(f"fps must be positive, got {fps}")
+        if not 1 <= max_objects <= 4:
+            raise WorldError(f"max_objects must be in [1, 4], got {max_objects}")
         instances, self.names = parse_instances(include, include_names)
+        doubles, _ = parse_instances(lookalikes, param="lookalikes")
         self.stream = VideoStream(seed, size=(int(width), int(height)), fps=float(fps), include=instances,
-                                  include_p=include_p)
+                                  include_p=include_p, n_objects=(1, int(max_objects)), lookalikes=doubles,
+                                  cycle=tuple(clip_cycle), clip_seconds=_pair("clip_seconds", clip_seconds),
+                                  object_size=_pair("object_size", object_size))
         self.pinhole = PinholeCamera.for_size(int(width), int(height))
         self._floor = self.pinhole.floor_depth() if depth else None
         self.index = 0
@@ -181,6 +204,17 @@ def create_node(args: list[str] | None = None):
                                           "to include; empty: their keys)."),
                 "include_p": _declare(self, "include_p", 0.6, "Probability that a clip shows each included "
                                       "instance.", float_range=(0.0, 1.0)),
+                "lookalikes": _declare(self, "lookalikes", Parameter.Type.STRING_ARRAY,
+                                       "Instance keys shown in place of the included ones in 'lookalike' clips "
+                                       "of clip_cycle (never otherwise)."),
+                "clip_cycle": _declare(self, "clip_cycle", Parameter.Type.STRING_ARRAY,
+                                       "Clip kinds played in turn (include, absent, lookalike) instead of "
+                                       "drawing with include_p; empty: draw."),
+                "clip_seconds": _declare(self, "clip_seconds", [4.0, 8.0], "[low, high] length of a clip in "
+                                         "seconds of video (drawn uniformly)."),
+                "max_objects": _declare(self, "max_objects", 4, "Objects in a clip at most.", int_range=(1, 4)),
+                "object_size": _declare(self, "object_size", [0.2, 0.4], "[low, high] object size as a share of "
+                                        "the frame (drawn uniformly per object)."),
                 "publish_raw": _declare(self, "publish_raw", True, "Publish sensor_msgs/Image on image."),
                 "publish_compressed": _declare(self, "publish_compressed", False,
                                                "Publish JPEG sensor_msgs/CompressedImage on image/compressed."),
@@ -205,7 +239,10 @@ def create_node(args: list[str] | None = None):
                 raise WorldError("publish_raw and publish_compressed are both false: nothing to publish")
             self.p = p
             self.camera = ToyCamera(p["seed"], p["width"], p["height"], p["fps"], p["include"] or (),
-                                    p["include_names"] or (), p["include_p"], depth=p["publish_depth"])
+                                    p["include_names"] or (), p["include_p"], depth=p["publish_depth"],
+                                    lookalikes=p["lookalikes"] or (), clip_cycle=p["clip_cycle"] or (),
+                                    clip_seconds=p["clip_seconds"], max_objects=p["max_objects"],
+                                    object_size=p["object_size"])
             overrides = QoSOverridingOptions.with_default_policies()
             self.image_pub = (self.create_publisher(Image, "image", qos_profile_sensor_data,
                                                     qos_overriding_options=overrides)
@@ -228,6 +265,8 @@ def create_node(args: list[str] | None = None):
             self._matched_at: float | None = None
             self.timer = self.create_timer(1.0 / p["fps"], self._tick)
             shown = ", ".join(f"{n} = {i.key}" for i, n in self.camera.names.items()) or "none"
+            if p["clip_cycle"]:
+                shown += f"; clips cycle {list(p['clip_cycle'])}, look-alikes {list(p['lookalikes'] or [])}"
             self.get_logger().info(
                 f"toy camera {p['width']}x{p['height']} @ {p['fps']} Hz, seed {p['seed']}, "
                 f"personal instances: {shown}")

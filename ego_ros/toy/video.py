@@ -12,6 +12,9 @@ exact masks (see `ego_ros.toy.render`). Pixel noise is re-drawn per frame from a
   recognisable); `iter_frames(clip, size)` yields them all.
 * `VideoStream(seed, size, fps)`: an endless, deterministic sequence of clips (clip k is drawn from
   ``default_rng([seed, k])``); ``next_frame()`` returns the next `VideoFrame` with its clip number.
+  By default each clip shows each `include` instance by chance (`include_p`); with a `cycle` of clip
+  kinds (`CLIP_KINDS`) clip k shows what ``cycle[k % len(cycle)]`` says instead, e.g. the personal
+  object, then neither it nor its look-alikes, then a look-alike in its place.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from .specs import BackgroundSpec, Lighting, ObjectSpec, SceneSpec
 #: Objects rock by at most this much around a base angle of at most the same, staying within the
 #: world's rotation limit.
 MAX_ROCK_DEG = MAX_ROTATION_DEG / 2
+#: What a clip of a `VideoStream` cycle shows besides random other objects: every `include` instance,
+#: neither those nor their `lookalikes`, or every look-alike in their place.
+CLIP_KINDS: tuple[str, ...] = ("include", "absent", "lookalike")
 
 
 @dataclass(frozen=True)
@@ -243,8 +249,11 @@ def sample_clip(
 class VideoStream:
     """Endless deterministic toy video: clip after clip, each `clip_seconds` long.
 
-    Clip k is ``sample_clip(np.random.default_rng([seed, k]), ...)``; each clip includes every
-    instance of `include` independently with probability `include_p` (capped at 4 objects).
+    Clip k is ``sample_clip(np.random.default_rng([seed, k]), ...)``. Without a `cycle` each clip
+    includes every instance of `include` independently with probability `include_p`; with one, clip k
+    shows what ``cycle[k % len(cycle)]`` names (`CLIP_KINDS`): every `include` instance, none of them,
+    or every one of `lookalikes` in their place. Either way at most ``n_objects[1]`` objects, and
+    neither the included instances nor the look-alikes ever appear as random other objects.
     """
 
     def __init__(
@@ -257,11 +266,25 @@ class VideoStream:
         include_p: float = 0.6,
         n_objects: tuple[int, int] = (1, 4),
         held_out: bool | None = None,
+        lookalikes: Sequence[Instance] = (),
+        cycle: Sequence[str] = (),
+        object_size: tuple[float, float] = (0.2, 0.4),
     ) -> None:
-        if not (clip_seconds[0] > 0 and clip_seconds[1] >= clip_seconds[0]):
+        if not (len(clip_seconds) == 2 and clip_seconds[0] > 0 and clip_seconds[1] >= clip_seconds[0]):
             raise WorldError(f"clip_seconds must be (low, high) with 0 < low <= high, got {clip_seconds}")
         if not 0 <= include_p <= 1:
             raise WorldError(f"include_p must be in [0, 1], got {include_p}")
+        if not (len(object_size) == 2 and 0 < object_size[0] <= object_size[1] <= 1):
+            raise WorldError(f"object_size must be (low, high) with 0 < low <= high <= 1, got {object_size}")
+        unknown = [kind for kind in cycle if kind not in CLIP_KINDS]
+        if unknown:
+            raise WorldError(f"unknown clip kind(s) {unknown} in cycle; choose from {', '.join(CLIP_KINDS)}")
+        if "include" in cycle and not include:
+            raise WorldError("a cycle with 'include' clips needs include instances")
+        if "lookalike" in cycle and not lookalikes:
+            raise WorldError("a cycle with 'lookalike' clips needs lookalikes")
+        if set(include) & set(lookalikes):
+            raise WorldError("an instance cannot be both included and a look-alike")
         self.seed = int(seed)
         self.size = size
         self.fps = float(fps)
@@ -270,22 +293,35 @@ class VideoStream:
         self.include_p = include_p
         self.n_objects = n_objects
         self.held_out = held_out
+        self.lookalikes = tuple(lookalikes)
+        self.cycle = tuple(cycle)
+        self.object_size = (float(object_size[0]), float(object_size[1]))
         self.clip_index = -1
         self.frame_index = 0
         self.clip: ClipSpec | None = None
 
+    def clip_kind(self, k: int) -> str | None:
+        """What clip k shows by the cycle (one of CLIP_KINDS), or None when clips draw by include_p."""
+        return self.cycle[k % len(self.cycle)] if self.cycle else None
+
     def make_clip(self, k: int) -> ClipSpec:
         rng = np.random.default_rng([self.seed, k])
         n_frames = max(1, round(float(rng.uniform(*self.clip_seconds)) * self.fps))
-        chosen = [inst for inst in self.include if rng.random() < self.include_p][: self.n_objects[1]]
+        kind = self.clip_kind(k)
+        if kind is None:
+            chosen = [inst for inst in self.include if rng.random() < self.include_p]
+        else:
+            chosen = {"include": list(self.include), "absent": [], "lookalike": list(self.lookalikes)}[kind]
+        chosen = chosen[: self.n_objects[1]]
         return sample_clip(
             rng,
             n_frames=n_frames,
             fps=self.fps,
             include=chosen,
             n_objects=(max(self.n_objects[0], len(chosen), 1), max(self.n_objects[1], len(chosen), 1)),
+            object_size=self.object_size,
             held_out=self.held_out,
-            exclude=self.include,
+            exclude=self.include + self.lookalikes,
         )
 
     def next_frame(self) -> VideoFrame:
