@@ -175,8 +175,8 @@ class Trainer:
         out = self.model.model.language_model(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=False)
         return out.last_hidden_state, lengths
 
-
     # ----- training ----------------------------------------------------------------------------------
+
     def _packed_hidden(self, group: PackedGroup, feats: torch.Tensor) -> torch.Tensor:
         """Hidden states (b, L, D) of a packed group: one embedding lookup, one scatter of visual rows."""
         dev = self.device
