@@ -240,9 +240,9 @@ def lookalike_keep_probability(concept: Instance) -> float:
     concept's signature uniformly and then one of its look-alikes uniformly, so a pair comes up in
     proportion to 1 / (the concept's look-alike count); thinned like this every ordered pair is equally
     likely, the same pair the other way round included, and either member is as likely to be the
-    concept. Without it the look-alike was the paler body in 54.5 % of pairs, and the v1 weights, which
-    answer yes more readily to the less pale body whatever the reference shows, scored 0.575 on
-    keywords-only pairs."""
+    concept. Without it the look-alike was the paler body in 54.5 % of world-2.1 pairs, and the v1
+    weights, which answer yes more readily to the less pale body whatever the reference shows, scored
+    0.575 on keywords-only pairs."""
     most = max(len(lookalikes(concept.with_signature(s))) for s in signature_space(concept.is_held_out))
     return len(lookalikes(concept)) / most
 
