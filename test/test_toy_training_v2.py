@@ -42,7 +42,7 @@ def test_the_v2_held_out_evaluation_reports_positives_against_lookalikes():
     cfg = TrainConfig(tiny=True, steps=0, eval_every=0, threads=1, eval_match=10, eval_describe=2)
     cfg.tasks.world = "v2"
     res = Trainer(cfg).evaluate()
-    assert 0.0 <= res["match_auc_lookalike"] <= 1.0
+    assert 0.0 <= res["match_auc_lookalike"] <= 1.0 and 0.0 <= res["match_pairs_lookalike"] <= 1.0
     assert {"match_acc_lookalike", "match_acc_near_duplicate", "match_acc_easy", "match_acc_pos"} <= set(res)
 
 

@@ -1,17 +1,36 @@
 """Recognition samples: is a named concept here (``match``, the engine's question), and which of two
-is (``choose``)."""
+is (``choose``); and the positive twin of a hard negative (`positive_twin`), which the held-out
+evaluation compares it with."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .attributes import NEAR_DUPLICATE_KINDS, Instance, near_duplicates, sample_instance, sample_near_duplicate
-from .image_data import render_size
+from .image_data import image_data, render_size
 from .model_config import PROMPT_OVERRIDES
+from .render import render
 from .sample_builder import EntryData, Sample, SampleBuilder, other_instances, train_near_duplicate
 from .sample_texts import QUESTIONS, RECOGNITION_PARAPHRASES, distinct_names, keywords_of
+from .scene import Scene
 from .scenes import query_scene
 from .task_config import TaskConfig
+
+#: The visibility `query_scene` guarantees its included objects by default (which `draw_match` uses).
+QUERY_MIN_VISIBLE = 0.5
+
+
+@dataclass(frozen=True)
+class MatchDraw:
+    """A match sample with what it was drawn from: its query scene, the asked concept and the sampled
+    near-duplicate (in the query of a hard negative; None when the concept has none)."""
+
+    sample: Sample
+    query: Scene
+    concept: Instance
+    near_duplicate: Instance | None
 
 
 def match_sample(
@@ -26,6 +45,18 @@ def match_sample(
     evaluation only; distractors then come from any split). Kinds "lookalike" and "near_duplicate" (v2
     only) are hard negatives whose near-duplicate is a look-alike (same attributes, another signature) or an
     other-mark / other-pattern sibling; plain "hard" draws either (look-alikes three times in four)."""
+    return draw_match(rng, cfg, step, held_out, kind, form).sample
+
+
+def draw_match(
+    rng: np.random.Generator,
+    cfg: TaskConfig,
+    step: int,
+    held_out: bool = False,
+    kind: str | None = None,
+    form: str | None = None,
+) -> MatchDraw:
+    """`match_sample` with its query scene, concept and near-duplicate (the same draws from `rng`)."""
     b = SampleBuilder(rng, cfg)
     if kind is None:
         if rng.random() < 0.5:
@@ -85,7 +116,29 @@ def match_sample(
     question = PROMPT_OVERRIDES["recognition"].format(name=asked)
     if not held_out and rng.random() < cfg.paraphrase_p:
         question = RECOGNITION_PARAPHRASES[int(rng.integers(len(RECOGNITION_PARAPHRASES)))].format(name=asked)
-    return Sample("match", b.images, entries, mode, [qi], question, "yes" if kind == "pos" else "no", kind)
+    sample = Sample("match", b.images, entries, mode, [qi], question, "yes" if kind == "pos" else "no", kind)
+    return MatchDraw(sample, q, target, dup)
+
+
+def positive_twin(draw: MatchDraw) -> Sample | None:
+    """The positive twin of a hard negative: the same context images, memories and question, and the same
+    query scene (background, lighting, noise, every other object) with the near-duplicate's object
+    swapped for the concept itself at the same place, size, pose and tint. For a look-alike negative the
+    pair then differs in the signature alone. None when the concept's mark would not be visible there
+    (another mark position than the near-duplicate's, occluded)."""
+    s, dup = draw.sample, draw.near_duplicate
+    if s.answer != "no" or dup is None or dup not in draw.query.spec.instances:
+        raise ValueError("a positive twin needs a hard negative: its near-duplicate in the query")
+    spec = draw.query.spec
+    k = spec.instances.index(dup)
+    objects = list(spec.objects)
+    objects[k] = replace(objects[k], instance=draw.concept)
+    scene = render(replace(spec, objects=tuple(objects)), (draw.query.width, draw.query.height))
+    if not scene.is_recognisable(k, QUERY_MIN_VISIBLE):
+        return None
+    images = list(s.images)
+    images[s.query[0]] = image_data(scene)
+    return replace(s, images=images, answer="yes", kind="pos")
 
 
 def choose_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sample:

@@ -34,6 +34,9 @@ class Sample:
     question: str
     answer: str
     kind: str = ""  # match: "pos" / "hard" / "lookalike" / "near_duplicate" / "easy"
+    #: held-out sets only: the index in its set of the sample's matched twin (a hard negative and the
+    #: positive that differs from it only in the object swapped, `recognition_samples.positive_twin`)
+    twin: int | None = None
 
 
 class SampleBuilder:

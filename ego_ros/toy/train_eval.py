@@ -1,5 +1,10 @@
 """The trainer's held-out evaluation: recognition (yes/no) accuracy and ROC AUC per kind of negative
-and per memory form, and description accuracy per attribute, on instances training never sees."""
+and per memory form, and description accuracy per attribute, on instances training never sees.
+
+In v2, `match_auc_lookalike` / `match_auc_near_duplicate` score the hard negatives of a kind against
+their positive twins only (ROC AUC), and `match_pairs_lookalike` / `match_pairs_near_duplicate` the
+share of pairs in which the twin gets the higher P(yes) (ties count one half): 0.5 for a model that
+cannot see what the pair differs in."""
 
 from __future__ import annotations
 
@@ -49,12 +54,13 @@ def evaluate_heldout(
     kinds = [k for k in ("pos", "hard", "lookalike", "near_duplicate", "easy") if any(s.kind == k for s in match)]
     for kind in kinds:
         res[f"match_acc_{kind}"] = float(np.mean([c for c, s in zip(correct, match) if s.kind == kind]))
-    if "lookalike" in kinds:
-        # v2: positives against look-alikes only (the signature is the only difference): the pilot's curve
-        res["match_auc_lookalike"] = auc(
-            [p for p, s in zip(probs, match) if s.kind == "pos"],
-            [p for p, s in zip(probs, match) if s.kind == "lookalike"],
-        )
+    for kind in ("lookalike", "near_duplicate"):
+        # v2: each hard negative against its positive twin, the same sample with the concept in its place
+        # (for a look-alike the signature is the only difference; `tasks.heldout_match_set`)
+        pairs = [(probs[s.twin], p) for p, s in zip(probs, match) if s.kind == kind and s.twin is not None]
+        if pairs:
+            res[f"match_auc_{kind}"] = auc([a for a, _ in pairs], [b for _, b in pairs])
+            res[f"match_pairs_{kind}"] = float(np.mean([(a > b) + 0.5 * (a == b) for a, b in pairs]))
     forms = [
         "keywords" if s.mode == "keywords" else ("full" if s.entries[0].views[0][1] is None else "mask")
         for s in match
