@@ -57,7 +57,7 @@ if [ -n "$RESUME" ]; then
 else
   ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --vision-steps 300
         --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4
-        --world "$WORLD")
+        --world "$WORLD" --eval-match 1000)  # 200 look-alike pairs: 50 pairs read +-0.05 of noise
 fi
 # the checkpoint goes back in 15 MiB parts (checkpoints are written to a temporary file and renamed,
 # so a split never sees half of one)
