@@ -340,6 +340,29 @@ def test_v2_hard_negatives_are_mostly_lookalikes_that_differ_only_in_the_glyph()
     assert kinds.count("lookalike") >= 15
 
 
+def _category_objects_in_query(sample, concept) -> int:
+    """How many objects of the query share every nameable attribute but the mark / pattern with `concept`
+    (the concept itself, its look-alikes and its mark / pattern siblings)."""
+    query = [tasks.instance_of(int(i)) for i in sample.images[sample.query[0]].obj_inst]
+    return sum(q.shape == concept.shape and q.colour == concept.colour for q in set(query))
+
+
+def test_v2_training_shows_two_objects_of_the_concepts_kind_as_often_in_hard_negatives_as_in_positives():
+    # no shortcut: "the concept's words on two objects" must not tell a positive from a hard negative
+    from ego_ros.toy.recognition_samples import draw_match
+
+    cfg = tasks.TaskConfig(world="v2")
+    share = {}
+    for kind in ("pos", "hard"):
+        pairs = []
+        for seed in range(200):
+            d = draw_match(np.random.default_rng([seed, 3]), cfg, cfg.ramp_steps, kind=kind, form="full")
+            pairs.append(_category_objects_in_query(d.sample, d.concept) >= 2)
+        share[kind] = float(np.mean(pairs))
+    assert share["pos"] > 0.3 and share["hard"] > 0.3
+    assert abs(share["pos"] - share["hard"]) < 0.15, share
+
+
 def test_the_v2_contrast_images_pair_instances_with_lookalikes():
     cfg = tasks.TaskConfig(world="v2")
     images = tasks.contrast_images(0, 7, 8, cfg)

@@ -104,6 +104,16 @@ def draw_match(
     dup_p = 0.0 if kind != "pos" or dup is None else 0.25 + 0.35 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
     if dup is not None and dup not in include and len(include) < 3 and rng.random() < dup_p:
         include.append(dup)  # a look-alike next to the concept (a positive all the same)
+    if cfg.world != "v1" and not held_out and dup is not None and kind != "pos" and kind != "easy":
+        # v2 training: a hard negative shows a second near-duplicate beside the first as often as a
+        # positive shows one beside the concept. Without it "two objects with the concept's words" meant
+        # yes, a shortcut a model blind to the signature learns (world 2.0 and 2.1 pilots). v1 and the
+        # held-out set draw as before.
+        pair_p = 0.25 + 0.35 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
+        if len(include) < 3 and rng.random() < pair_p:
+            second = sample_near_duplicate(target, rng, held_out=False, exclude={dup, *include})
+            if second is not None:
+                include.append(second)
     q = query_scene(
         rng,
         render_size(rng, cfg),
