@@ -101,16 +101,18 @@ def draw_match(
     for inst in others:
         if inst not in include and inst not in exclude and rng.random() < 0.3 and len(include) < 3:
             include.append(inst)
-    dup_p = 0.0 if kind != "pos" or dup is None else 0.25 + 0.35 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
+    # How often a near-duplicate stands beside the concept in a positive (and, in v2 training, beside
+    # the near-duplicate of a hard negative): ramped in with the hard negatives.
+    companion_p = 0.25 + 0.35 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
+    dup_p = 0.0 if kind != "pos" or dup is None else companion_p
     if dup is not None and dup not in include and len(include) < 3 and rng.random() < dup_p:
         include.append(dup)  # a look-alike next to the concept (a positive all the same)
-    if cfg.world != "v1" and not held_out and dup is not None and kind != "pos" and kind != "easy":
+    if cfg.world != "v1" and not held_out and kind in ("hard", "lookalike", "near_duplicate"):
         # v2 training: a hard negative shows a second near-duplicate beside the first as often as a
         # positive shows one beside the concept. Without it "two objects with the concept's words" meant
         # yes, a shortcut a model blind to the signature learns (world 2.0 and 2.1 pilots). v1 and the
         # held-out set draw as before.
-        pair_p = 0.25 + 0.35 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
-        if len(include) < 3 and rng.random() < pair_p:
+        if len(include) < 3 and rng.random() < companion_p:
             second = sample_near_duplicate(target, rng, held_out=False, exclude={dup, *include})
             if second is not None:
                 include.append(second)
