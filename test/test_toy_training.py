@@ -23,6 +23,7 @@ from ego_ros.toy.train import (
     reproduce_flags,
     summarize_steps,
 )
+from ego_ros.toy.train_config import TASK_FIELDS
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -418,10 +419,12 @@ def test_the_reproduce_command_of_an_export_rebuilds_its_training_settings():
     cfg = TrainConfig(seed=3, steps=3300, batch_size=128, lr_vision=3e-4, lr_lm=6e-4, vision_steps=300,
                       vision_instances=64, contrast_instances=16, lm_group=64)
     cfg.tasks.ramp_steps = 1800
+    cfg.tasks.twin_weight = 0.25
+    cfg.tasks.world = "v2"
     args = train_cli.add_train_arguments(argparse.ArgumentParser()).parse_args(shlex.split(reproduce_flags(cfg)))
     rebuilt = TrainConfig()
     for k, v in train_cli._overrides(args).items():
-        setattr(rebuilt.tasks if k == "ramp_steps" else rebuilt, k, v)
+        setattr(rebuilt.tasks if k in TASK_FIELDS else rebuilt, k, v)
     assert rebuilt.to_dict() == cfg.to_dict()
 
 

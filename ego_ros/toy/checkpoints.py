@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .train_config import TrainConfig
+from .train_config import TASK_FIELDS, TrainConfig
 
 if TYPE_CHECKING:
     from .train import Trainer
@@ -58,7 +58,7 @@ def read_checkpoint(path: str | Path, **overrides: Any) -> tuple[TrainConfig, di
     cfg = TrainConfig.from_dict(state["config"])
     for k, v in overrides.items():
         if v is not None:
-            setattr(cfg.tasks if k == "ramp_steps" else cfg, k, v)
+            setattr(cfg.tasks if k in TASK_FIELDS else cfg, k, v)
     return cfg, state
 
 

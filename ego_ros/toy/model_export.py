@@ -42,7 +42,9 @@ def training_markdown(trainer: Trainer) -> str:
     cfg = trainer.cfg
     params = count_parameters(trainer.model)
     last = trainer.history[-1] if trainer.history else {}
-    weights = cfg.tasks.weights
+    weights = dict(cfg.tasks.weights)
+    if cfg.tasks.twin_weight > 0:  # draws of a look-alike negative with its positive twin (two samples each)
+        weights["match_twin (draws)"] = cfg.tasks.twin_weight
     total = sum(weights.values())
     mix = "\n".join(f"| {k} | {v / total:.0%} |" for k, v in weights.items())
     forms = cfg.tasks.memory_forms

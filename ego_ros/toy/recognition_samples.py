@@ -153,6 +153,22 @@ def positive_twin(draw: MatchDraw) -> Sample | None:
     return replace(s, images=images, answer="yes", kind="pos")
 
 
+def twin_pair(rng: np.random.Generator, cfg: TaskConfig, step: int) -> list[Sample]:
+    """Training's minimal pair (`TaskConfig.twin_weight`): a hard negative, in v2 a look-alike, then its
+    positive twin. Free positives and negatives differ in everything the scene draws; a pair differs in
+    the signature alone, so the language model's gradient points at the comparison of memory and query.
+    Pairs ramp in with the hard negatives: until the ramp ends a draw is sometimes an ordinary match
+    sample instead. The negative comes alone when its twin would hide the concept's mark."""
+    if rng.random() >= cfg.hard_share(step) / max(cfg.hard_max, 1e-9):
+        return [draw_match(rng, cfg, step).sample]
+    kind = "hard" if cfg.world == "v1" else "lookalike"
+    draw = draw_match(rng, cfg, step, kind=kind)
+    if draw.sample.kind != kind or draw.near_duplicate not in draw.query.spec.instances:
+        return [draw.sample]
+    twin = positive_twin(draw)
+    return [draw.sample] if twin is None else [draw.sample, twin]
+
+
 def choose_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sample:
     """Two concepts (sometimes near-duplicates of each other), one in the query: which one is it?"""
     b = SampleBuilder(rng, cfg)

@@ -49,6 +49,11 @@ class TaskConfig:
     #: the toy world the samples come from (`attributes.WORLDS`): in "v2" instances carry identity
     #: signatures and most hard negatives are look-alikes that differ only in the signature (glyph and shade)
     world: str = DEFAULT_WORLD
+    #: weight, beside `weights`, of ``match_twin`` in training: a hard negative (in v2 a look-alike) together
+    #: with its positive twin, the same sample with the concept in the negative's place, so that the answer
+    #: turns on the signature alone within one step (a minimal pair). 0 (the default) leaves the data stream
+    #: exactly as before.
+    twin_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_world(self.world)

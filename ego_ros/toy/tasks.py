@@ -57,7 +57,7 @@ from .attributes import (
 from .concept_samples import concept_qa_sample
 from .image_data import GRID, IMAGE_SIZE, LABEL_CLASSES, N_TOKENS, PATCH, ImageData, crop_scene, image_data, render_size
 from .image_samples import area_sample, attribute_sample, caption_sample, count_sample, describe_sample
-from .recognition_samples import choose_sample, draw_match, match_sample, positive_twin
+from .recognition_samples import choose_sample, draw_match, match_sample, positive_twin, twin_pair
 from .sample_builder import EntryData, Sample, train_near_duplicate
 from .sample_texts import (
     AB_QUESTIONS,
@@ -105,6 +105,7 @@ __all__ = [
     "keywords_of",
     "make_batch",
     "match_sample",
+    "twin_pair",
     "query_scene",
     "random_name",
     "reference_scene",
@@ -122,6 +123,7 @@ GENERATORS = {
     "caption": caption_sample,
     "concept_qa": concept_qa_sample,
     "choose": choose_sample,
+    "match_twin": twin_pair,  # two samples (`TaskConfig.twin_weight`)
 }
 
 
@@ -134,17 +136,24 @@ def make_batch(
     seed: int, step: int, batch_size: int, cfg: TaskConfig, curriculum_step: int | None = None
 ) -> list[Sample]:
     """The samples of batch `step` (random draws keyed by (seed, step, index)); the curriculum (hard
-    negative share) follows `curriculum_step`, by default `step`."""
-    tasks = list(cfg.weights)
-    p = np.array([cfg.weights[t] for t in tasks], dtype=np.float64)
+    negative share) follows `curriculum_step`, by default `step`. A ``match_twin`` draw gives two samples
+    (a pair cut by the end of the batch keeps its negative)."""
+    weights = dict(cfg.weights)
+    if cfg.twin_weight > 0:
+        weights["match_twin"] = cfg.twin_weight
+    tasks = list(weights)
+    p = np.array([weights[t] for t in tasks], dtype=np.float64)
     p /= p.sum()
     at = step if curriculum_step is None else curriculum_step
-    out = []
-    for i in range(batch_size):
-        rng = sample_rng(seed, step, i)
+    out: list[Sample] = []
+    index = 0
+    while len(out) < batch_size:
+        rng = sample_rng(seed, step, index)
+        index += 1
         task = tasks[int(rng.choice(len(tasks), p=p))]
-        out.append(GENERATORS[task](rng, cfg, at))
-    return out
+        drawn = GENERATORS[task](rng, cfg, at)
+        out += drawn if isinstance(drawn, list) else [drawn]
+    return out[:batch_size]
 
 
 def contrast_images(seed: int, step: int, n_instances: int, cfg: TaskConfig) -> list[ImageData]:

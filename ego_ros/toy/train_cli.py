@@ -69,6 +69,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--vision-instances", type=int, default=None, help="instances per vision-first step")
     p.add_argument("--contrast-instances", type=int, default=None, help="vision-only instances per mixed step")
     p.add_argument("--ramp-steps", type=int, default=None, help="steps over which hard negatives ramp in")
+    p.add_argument("--twin-weight", type=float, default=None,
+                   help="task weight of look-alike negatives trained together with their positive twins "
+                   "(beside match's 0.46; default 0)")
     p.add_argument("--lm-group", type=int, default=None, help="samples per language-model pass")
     p.add_argument("--init", default=None, metavar="MODEL_DIR",
                    help="start from an exported toy model's weights instead of the seed's random ones")
@@ -122,6 +125,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "contrast_instances": args.contrast_instances,
         "lm_group": args.lm_group,
         "ramp_steps": args.ramp_steps,
+        "twin_weight": args.twin_weight,
         "world": args.world,
         "init": args.init,
     }
@@ -137,7 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .checkpoints import CHECKPOINT_LATEST
     from .measure import measure_model_dir
     from .train import Trainer
-    from .train_config import TrainConfig
+    from .train_config import TASK_FIELDS, TrainConfig
 
     if args.measure:
         print(json.dumps(measure_model_dir(args.measure), indent=2))
@@ -174,7 +178,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         cfg = TrainConfig(tiny=args.tiny)
         for k, v in overrides.items():
-            setattr(cfg.tasks if k in ("ramp_steps", "world") else cfg, k, v)
+            setattr(cfg.tasks if k in TASK_FIELDS else cfg, k, v)
         trainer = Trainer(cfg, out=args.out)
     if train and args.out is None and trainer.cfg.steps > trainer.step:
         print("warning: no --out: nothing is checkpointed or logged", file=sys.stderr)

@@ -70,6 +70,9 @@ class TrainConfig:
         return cls(tasks=tasks, **{k: v for k, v in data.items() if k in known})
 
 
+#: `TaskConfig` fields that `ego-ros toy train` flags (and resume overrides) set, beside TrainConfig's own
+TASK_FIELDS = ("ramp_steps", "world", "twin_weight")
+
 #: TrainConfig fields settable from `ego-ros toy train` and their flags
 _FLAGS = {
     "seed": "--seed",
@@ -94,6 +97,8 @@ def reproduce_flags(cfg: TrainConfig) -> str:
             parts.append(f"{flag} {getattr(cfg, name)}")
     if cfg.tasks.ramp_steps != default.tasks.ramp_steps:
         parts.append(f"--ramp-steps {cfg.tasks.ramp_steps}")
+    if cfg.tasks.twin_weight != default.tasks.twin_weight:
+        parts.append(f"--twin-weight {cfg.tasks.twin_weight}")
     if cfg.tasks.world != default.tasks.world:
         parts.append(f"--world {cfg.tasks.world}")
     if cfg.tiny:
