@@ -131,6 +131,38 @@ def test_contrastive_anchors_are_the_recognisable_objects_with_their_pooling_wei
     assert vision.pixels.shape == (len(images), 64, 64, 3) and vision.labels.shape[:2] == (len(images), 4)
 
 
+def test_the_raw_contrastive_loss_compares_the_pooled_features_themselves_not_the_head():
+    from ego_ros.toy.losses import Heads, contrastive_loss
+
+    tokens, dim = 4, 8
+    # two images of instance 1 and one of instance 2, each object pooled from one token
+    vision = VisionTargets(
+        pixels=torch.zeros((3, 64, 64, 3), dtype=torch.uint8),
+        labels=torch.zeros((3, 4, tokens), dtype=torch.long),
+        anchor_image=torch.tensor([0, 1, 2]),
+        anchor_instance=torch.tensor([1, 1, 2]),
+        anchor_weights=torch.eye(tokens)[[0, 0, 0]],
+    )
+    apart = torch.randn(3, tokens, dim)
+    apart[1, 0] = apart[0, 0]  # the same instance looks the same
+    mixed = apart.clone()
+    mixed[2, 0] = apart[0, 0]  # the other instance looks the same too
+    heads = Heads(dim)
+    low, acc = contrastive_loss(heads, apart, vision, 0.1, through_head=False)
+    high, _ = contrastive_loss(heads, mixed, vision, 0.1, through_head=False)
+    assert float(acc) == 1.0 and float(low) < float(high)
+    feats = apart.clone().requires_grad_(True)
+    contrastive_loss(heads, feats, vision, 0.1, through_head=False)[0].backward()
+    assert feats.grad.abs().sum() > 0 and all(p.grad is None for p in heads.parameters())
+
+
+def test_a_training_step_with_raw_contrast_reports_its_loss():
+    trainer = Trainer(_cfg(vision_steps=0, raw_contrast_weight=0.5, contrast_instances=2))
+    _, samples, extra = batch_at(trainer.cfg, 0)
+    stats = trainer.train_step(samples, extra)
+    assert np.isfinite(stats["contrast_raw"]) and 0.0 <= stats["contrast_raw_acc"] <= 1.0
+
+
 def test_a_window_of_steps_is_summarised_as_means_over_steps_and_per_task_over_samples():
     def record(loss: float, per_sample: list[float], keys: list[str]) -> StepRecord:
         return StepRecord({"loss": torch.tensor(loss)}, tokens=10, images=4,
@@ -417,7 +449,7 @@ def test_the_reproduce_command_of_an_export_rebuilds_its_training_settings():
     from ego_ros.toy.train import reproduce_flags
 
     cfg = TrainConfig(seed=3, steps=3300, batch_size=128, lr_vision=3e-4, lr_lm=6e-4, vision_steps=300,
-                      vision_instances=64, contrast_instances=16, lm_group=64)
+                      vision_instances=64, contrast_instances=16, lm_group=64, raw_contrast_weight=0.5)
     cfg.tasks.ramp_steps = 1800
     cfg.tasks.twin_weight = 0.25
     cfg.tasks.world = "v2"

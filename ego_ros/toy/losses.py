@@ -65,10 +65,14 @@ def dense_loss(
 
 
 def contrastive_loss(
-    heads: Heads, feats: torch.Tensor, vision: VisionTargets, temperature: float
+    heads: Heads, feats: torch.Tensor, vision: VisionTargets, temperature: float, through_head: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Supervised contrastive loss over mask-pooled object features of the whole batch, and the
-    retrieval accuracy (is an anchor's nearest neighbour the same instance?)."""
+    retrieval accuracy (is an anchor's nearest neighbour the same instance?).
+
+    With `through_head` False the pooled projector outputs are compared themselves, only layer-normalised
+    (`TrainConfig.raw_contrast_weight`): the engine keeps those features, not the head's projection, and a
+    head can learn to tell instances apart that the features it reads still mix up."""
     zero = feats.new_zeros((), dtype=torch.float32)
     m = int(vision.anchor_instance.shape[0])
     if m < 2:
@@ -78,7 +82,8 @@ def contrastive_loss(
     img = vision.anchor_image.to(dev, non_blocking=True)
     labels = vision.anchor_instance.to(dev, non_blocking=True)
     pooled = torch.einsum("mt,mtd->md", w, feats.float()[img])
-    z = F.normalize(heads.proj(pooled), dim=-1)
+    z = heads.proj(pooled) if through_head else F.layer_norm(pooled, pooled.shape[-1:])
+    z = F.normalize(z, dim=-1)
     sim = z @ z.T / temperature
     eye = torch.eye(m, dtype=torch.bool, device=dev)
     sim = sim.masked_fill(eye, float("-inf"))

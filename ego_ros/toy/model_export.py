@@ -42,6 +42,11 @@ def training_markdown(trainer: Trainer) -> str:
     cfg = trainer.cfg
     params = count_parameters(trainer.model)
     last = trainer.history[-1] if trainer.history else {}
+    raw_note = (
+        f"; the same loss on the pooled features without the head, weight {cfg.raw_contrast_weight}"
+        if cfg.raw_contrast_weight > 0
+        else ""
+    )
     weights = dict(cfg.tasks.weights)
     if cfg.tasks.twin_weight > 0:  # draws of a look-alike negative with its positive twin (two samples each)
         weights["match_twin (draws)"] = cfg.tasks.twin_weight
@@ -103,7 +108,8 @@ GPU kernels are not bit-reproducible, and a run resumed with other settings diff
 - {cfg.tasks.big_render_p:.0%} of images are rendered larger (mostly 4:3) and resized to 64x64 like a camera frame.
 - Dense vision supervision (training-only heads, not exported): per-patch shape/colour/pattern/mark
   classification on the projector outputs (weight {cfg.dense_weight}) and a supervised contrastive loss on
-  mask-pooled object features across the batch (weight {cfg.contrastive_weight}, temperature {cfg.temperature}).
+  mask-pooled object features across the batch (weight {cfg.contrastive_weight}, temperature
+  {cfg.temperature}{raw_note}).
   Each step also adds vision-only images for these two losses: for {cfg.contrast_instances} training
   instances a reference view and a cluttered query, and the same for a near-duplicate of each.
 - Vision-first curriculum: the first {cfg.vision_steps} steps train only the vision tower, projector and

@@ -236,6 +236,11 @@ class Trainer:
             dense, dense_acc = dense_loss(self.heads, feats, vision.labels)
             contrast, contrast_acc = contrastive_loss(self.heads, feats, vision, cfg.temperature)
             loss = lm_loss + cfg.dense_weight * dense + cfg.contrastive_weight * contrast
+            extra_scalars = {}
+            if cfg.raw_contrast_weight > 0:
+                raw, raw_acc = contrastive_loss(self.heads, feats, vision, cfg.temperature, through_head=False)
+                loss = loss + cfg.raw_contrast_weight * raw
+                extra_scalars = {"contrast_raw": raw.detach(), "contrast_raw_acc": raw_acc}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self._trained, cfg.grad_clip)
@@ -259,6 +264,7 @@ class Trainer:
             "grad_norm": grad_norm,
         }
         scalars.update({f"dense_{k}": v for k, v in dense_acc.items()})
+        scalars.update(extra_scalars)
         return StepRecord(
             scalars={k: v.detach().float().reshape(()) for k, v in scalars.items()},
             tokens=sum(int(g.lengths.sum()) for g in batch.groups),

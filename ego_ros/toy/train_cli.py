@@ -72,6 +72,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--twin-weight", type=float, default=None,
                    help="task weight of look-alike negatives trained together with their positive twins "
                    "(beside match's 0.46; default 0)")
+    p.add_argument("--raw-contrast-weight", type=float, default=None,
+                   help="weight of the contrastive loss on the pooled projector outputs without the head "
+                   "(default 0: off)")
     p.add_argument("--lm-group", type=int, default=None, help="samples per language-model pass")
     p.add_argument("--init", default=None, metavar="MODEL_DIR",
                    help="start from an exported toy model's weights instead of the seed's random ones")
@@ -124,6 +127,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "vision_instances": args.vision_instances,
         "contrast_instances": args.contrast_instances,
         "lm_group": args.lm_group,
+        "raw_contrast_weight": args.raw_contrast_weight,
         "ramp_steps": args.ramp_steps,
         "twin_weight": args.twin_weight,
         "world": args.world,

@@ -27,6 +27,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     dense_weight: float = 1.0
     contrastive_weight: float = 0.5
+    #: weight of the same contrastive loss on the pooled projector outputs themselves, without the head
+    #: (0: off; `losses.contrastive_loss(through_head=False)`)
+    raw_contrast_weight: float = 0.0
     #: instances per step whose reference view and cluttered query (and those of a near-duplicate) are
     #: added as vision-only images for the dense and contrastive losses
     contrast_instances: int = 6
@@ -84,6 +87,7 @@ _FLAGS = {
     "vision_instances": "--vision-instances",
     "contrast_instances": "--contrast-instances",
     "lm_group": "--lm-group",
+    "raw_contrast_weight": "--raw-contrast-weight",
     "init": "--init",
 }
 
