@@ -67,6 +67,19 @@ def start_process(args: list[str], env: dict[str, str], log_path: str | Path) ->
     return proc
 
 
+def fastdds_segments(pid: int) -> set[str]:
+    """The Fast DDS shared-memory segments that process `pid` owns and has mapped (its participant's
+    transport segment and its writers' data-sharing segments, /dev/shm/fastdds_<id>), read from
+    /proc/PID/maps; empty where there is no /proc. Port segments (fastdds_port<N>) are left out: every
+    participant listening on that port shares them, so they outlive any one process."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return set()
+    paths = (fields[5].strip() for fields in (line.split(None, 5) for line in maps.splitlines()) if len(fields) == 6)
+    return {p for p in paths if p.startswith("/dev/shm/fastdds_") and not p.startswith("/dev/shm/fastdds_port")}
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> int:
     """SIGTERM, wait, then SIGKILL; returns the exit code."""
     if proc.poll() is None:

@@ -18,6 +18,7 @@ import pytest
 from ros_env import (
     ServiceCaller,
     ego_node_command,
+    fastdds_segments,
     next_domain,
     random_rgb,
     raw_image,
@@ -69,6 +70,7 @@ def _run_node(tmp: Path, label: str, params: dict, then=None) -> dict:
             if then is not None:
                 seen["then"] = then(call)
     finally:
+        seen["shm"] = fastdds_segments(proc.pid)
         seen["exit_code"] = stop_process(proc)
     seen["log"] = log.read_text(errors="replace")
     return seen
@@ -115,6 +117,16 @@ def test_concepts_file_entry_with_a_missing_image_is_skipped_and_reported(story)
 
 def test_sigterm_stops_the_node_with_exit_code_zero(story):
     assert story["a"]["exit_code"] == 0
+
+
+def test_sigterm_leaves_none_of_the_nodes_shared_memory_behind(story):
+    # Fast DDS unlinks a participant's /dev/shm segments (32 MiB with the large-image profile) only when it
+    # is deleted; a node that skipped that leaked them at every stop until the machine ran out of memory.
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("no /proc: the node's mapped segments cannot be listed")
+    mapped = story["a"]["shm"]
+    assert mapped, "the running node mapped no shared-memory segment"
+    assert [p for p in sorted(mapped) if Path(p).exists()] == []
 
 
 def test_concepts_persist_across_a_restart(story):

@@ -543,6 +543,11 @@ def main(args: list[str] | None = None, fast_exit: bool = True) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     if fast_exit:
+        # Fast DDS unlinks the participant's /dev/shm segments (32 MiB with the large-image profile) when the
+        # context's last handle goes, and the node and executor hold theirs in reference cycles that only the
+        # collector frees: without this every stop leaked them (22 GB of RAM on the build machine).
+        del node, executor
+        gc.collect()
         _exit_now(0)
     return 0
 
