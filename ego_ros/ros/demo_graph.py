@@ -313,4 +313,3 @@ class RosGraph:
 
     def truth_for(self, key: tuple[int, int]):
         return self.truth.get(key)
-
