@@ -3,7 +3,7 @@
 The SDK's stdio client spawns the server and times each `tools/call` from request to result
 (JSON-RPC over pipes, argument validation, the model call, the result's serialisation). Engine mode
 runs the engine in the server process; ROS mode (`--ros`) starts the synthetic camera and an
-`ego_node` on a free localhost-only domain (`ego_ros.ros.demo.RosGraph`) and serves that node.
+`ego_node` on a free localhost-only domain (`ego_ros.ros.demo_graph.RosGraph`) and serves that node.
 
     python bench/mcp_latency.py [--ros] [--repeats 5] [--out bench/results/mcp_latency_toy.json]
 """
@@ -119,7 +119,7 @@ def run_engine(repeats: int, tmp: Path, log) -> dict[str, Any]:
 
 
 def run_ros(repeats: int, tmp: Path, log) -> dict[str, Any]:
-    from ego_ros.ros.demo import RosGraph
+    from ego_ros.ros.demo_graph import RosGraph
 
     scenes = toy_scenes(tmp)
     # no depth image: the node does not use it here, and it costs the camera 5-9 ms per 640x480 frame

@@ -32,7 +32,8 @@ from typing import Any
 
 from stats import percentiles_ms, rss_mb, slope_per_minute, write_result
 
-from ego_ros.ros.demo import NODE_NAME, DemoError, RosGraph, reference_views
+from ego_ros.ros.demo_concepts import reference_views
+from ego_ros.ros.demo_graph import NODE_NAME, DemoError, RosGraph
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 BASE_CONCEPTS = ("soak_base_a", "soak_base_b")

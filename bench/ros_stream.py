@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from stats import percentiles_ms, rss_mb, slope_per_minute, write_result
 
-from ego_ros.ros.demo import DemoError, RosGraph, Sample
+from ego_ros.ros.demo_graph import DemoError, RosGraph, Sample
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 
@@ -49,7 +49,7 @@ def concept_instances(n: int) -> list[str]:
 
 def run_one(model: str, device: str, n_concepts: int, duration: float, warmup: float, max_rate: float,
             startup_timeout: float, say) -> dict[str, Any]:
-    from ego_ros.ros.demo import reference_views
+    from ego_ros.ros.demo_concepts import reference_views
 
     keys = concept_instances(n_concepts)
     names = [f"c{i}" for i in range(n_concepts)]

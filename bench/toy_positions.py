@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stats import write_result  # noqa: E402
 
 from ego_ros.core.engine import EgoEngine  # noqa: E402
-from ego_ros.ros.demo import DEMO_INCLUDE_P, DEMO_INSTANCE, DEMO_NAME, reference_views  # noqa: E402
+from ego_ros.ros.demo_concepts import reference_views  # noqa: E402
+from ego_ros.ros.demo_scenario import DEMO_INCLUDE_P, DEMO_INSTANCE, DEMO_NAME  # noqa: E402
 from ego_ros.ros.depth import DepthFrame, position  # noqa: E402
 from ego_ros.ros.synthetic_camera import ToyCamera  # noqa: E402
 from ego_ros.ros.synthetic_depth import scene_depth  # noqa: E402

@@ -13,7 +13,7 @@ fair positive nor a fair negative.
 Two camera scenarios (--scenario): "random" (default; the committed results) draws clips of 4-8 s with
 up to 4 objects, each showing the concept with probability DEMO_INCLUDE_P (the launch file's camera);
 "demo" is what `ego-ros demo` plays: 2-s clips of the concept, neither, and its look-alike in turn,
-with at most one other object (`ego_ros.ros.demo.demo_camera_params`).
+with at most one other object (`ego_ros.ros.demo_scenario.demo_camera_params`).
 
 Usage: python bench/toy_stream_quality.py [--model toy] [--scenario random|demo] [--seeds 6] [--clips 3]
        [--every 12] [--out bench/results/toy_stream_quality.json]
@@ -31,15 +31,9 @@ from PIL import Image
 
 from ego_ros.core.engine import EgoEngine
 from ego_ros.eval.metrics import Counts, roc_auc
-from ego_ros.ros.demo import (
-    DEMO_INCLUDE_P,
-    DEMO_NAME,
-    demo_camera_params,
-    demo_instance,
-    demo_lookalikes,
-    frame_truth,
-    reference_views,
-)
+from ego_ros.ros.demo import frame_truth
+from ego_ros.ros.demo_concepts import reference_views
+from ego_ros.ros.demo_scenario import DEMO_INCLUDE_P, DEMO_NAME, demo_camera_params, demo_instance, demo_lookalikes
 from ego_ros.ros.synthetic_camera import ToyCamera
 from ego_ros.toy.video import render_frame
 

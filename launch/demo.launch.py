@@ -19,7 +19,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch import LaunchDescription
 
 PACKAGE = "ego_ros"
-# Keep in step with ego_ros.ros.demo (DEMO_INSTANCE, DEMO_NAME, DEMO_QUESTION).
+# Keep in step with ego_ros.ros.demo_scenario (DEMO_INSTANCE, DEMO_NAME, DEMO_QUESTION).
 DEMO_INSTANCE = "red-heart-checkered-white-right"
 DEMO_NAME = "kona"
 

@@ -205,7 +205,8 @@ def test_encoding_an_image_is_profiled_as_preprocess_then_vision(backend):
 def test_toy_recognition_probabilities_barely_move_between_tensor_and_pil_preprocessing():
     """Camera frames (640x480 squeezed to 64x64) and 128 px reference views: measured max |dP| 6e-4 over
     these eight frames; the bound is 5e-3."""
-    from ego_ros.ros.demo import DEMO_INSTANCE, reference_views
+    from ego_ros.ros.demo_concepts import reference_views
+    from ego_ros.ros.demo_scenario import DEMO_INSTANCE
     from ego_ros.toy.attributes import Instance
     from ego_ros.toy.video import VideoStream
 

@@ -41,7 +41,8 @@ from sensor_msgs.msg import Image
 
 from ego_msgs.msg import ConceptPositions, Recognitions
 from ego_msgs.srv import IntroduceConcept, ListConcepts, Locate
-from ego_ros.ros.demo import DEMO_INSTANCE, DEMO_NAME, reference_views
+from ego_ros.ros.demo_concepts import reference_views
+from ego_ros.ros.demo_scenario import DEMO_INSTANCE, DEMO_NAME
 from ego_ros.ros.depth import back_project
 from ego_ros.ros.image_conversion import rgb_to_image_fields
 

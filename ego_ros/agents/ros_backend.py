@@ -33,7 +33,7 @@ from ego_msgs.action import IntroduceFromCamera
 from ego_msgs.msg import Recognitions
 from ego_msgs.srv import Ask, Caption, IntroduceConcept, ListConcepts, Locate, RemoveConcept, RenameConcept
 
-from ..ros.demo import find_profile
+from ..ros.child_processes import find_profile
 from ..ros.image_conversion import ImageConversionError, compressed_to_rgb, image_fields_to_rgb, rgb_to_compressed
 from ..ros.image_conversion import rgb_to_image_fields as rgb_fields
 from .backend import (
