@@ -73,8 +73,9 @@ class TrainConfig:
         return cls(tasks=tasks, **{k: v for k, v in data.items() if k in known})
 
 
-#: `TaskConfig` fields that `ego-ros toy train` flags (and resume overrides) set, beside TrainConfig's own
-TASK_FIELDS = ("ramp_steps", "world", "twin_weight")
+#: `TaskConfig` fields settable from `ego-ros toy train` (and as resume overrides) and their flags
+_TASK_FLAGS = {"ramp_steps": "--ramp-steps", "twin_weight": "--twin-weight", "world": "--world"}
+TASK_FIELDS = tuple(_TASK_FLAGS)
 
 #: TrainConfig fields settable from `ego-ros toy train` and their flags
 _FLAGS = {
@@ -99,12 +100,9 @@ def reproduce_flags(cfg: TrainConfig) -> str:
     for name, flag in _FLAGS.items():
         if name not in ("seed", "steps") and getattr(cfg, name) != getattr(default, name):
             parts.append(f"{flag} {getattr(cfg, name)}")
-    if cfg.tasks.ramp_steps != default.tasks.ramp_steps:
-        parts.append(f"--ramp-steps {cfg.tasks.ramp_steps}")
-    if cfg.tasks.twin_weight != default.tasks.twin_weight:
-        parts.append(f"--twin-weight {cfg.tasks.twin_weight}")
-    if cfg.tasks.world != default.tasks.world:
-        parts.append(f"--world {cfg.tasks.world}")
+    for name, flag in _TASK_FLAGS.items():
+        if getattr(cfg.tasks, name) != getattr(default.tasks, name):
+            parts.append(f"{flag} {getattr(cfg.tasks, name)}")
     if cfg.tiny:
         parts.append("--tiny")
     return " ".join(parts)
