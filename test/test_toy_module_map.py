@@ -59,6 +59,7 @@ def test_the_mixture_draws_every_sample_kind_from_its_family_module():
     assert {t: f.__module__.rsplit(".", 1)[1] for t, f in tasks.GENERATORS.items()} == {
         "match": "recognition_samples",
         "choose": "recognition_samples",
+        "match_twin": "recognition_samples",
         "describe": "image_samples",
         "area": "image_samples",
         "attribute": "image_samples",
