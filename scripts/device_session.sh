@@ -13,6 +13,9 @@
 #   OUT=/tmp/out TRAIN=0 BENCH=qwen BENCH_ARGS="--tiny --device cpu" bash scripts/device_session.sh  # CPU dry run
 #   OUT=/tmp/out WORLD=v2 MINUTES=8 bash scripts/device_session.sh  # a fresh run on toy world v2 (a resume
 #                                                                   # keeps the checkpoint's world and TWIN)
+#   OUT=/tmp/out WORLD=v2 INIT=ego_ros/toy/model MINUTES=8 bash scripts/device_session.sh  # warm start on v2
+#                (the CPU pilots' recipe: from INIT's weights, no vision-first phase, 200-step ramp, learning
+#                rates 1e-4 / 2e-4, with minimal pairs; docs/toy_model.md, "World 2.1 pilot C")
 #   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny bash scripts/device_session.sh   # dry run
 #
 # Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
@@ -30,6 +33,7 @@ BATCH=${BATCH:-128}
 LM_GROUP=${LM_GROUP:-64}
 RESUME=${RESUME:-}
 WORLD=${WORLD:-v1}
+INIT=${INIT:-}
 # minimal pairs (a look-alike negative with its positive twin, --twin-weight) in fresh v2 runs: the world-2.1
 # CPU pilot C read 0.02-0.08 higher on the held-out twin metric than the same recipe without them
 TWIN=${TWIN:-0.25}
@@ -58,9 +62,14 @@ if [ -n "$RESUME" ]; then
   # the checkpoint keeps seed and recipe; only the budget, device and loader change
   ARGS=(--resume "$RUN/ckpt_latest.pt" --steps 100000)
 else
-  ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --vision-steps 300
-        --vision-instances 64 --contrast-instances 16 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4
+  ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --contrast-instances 16
         --world "$WORLD" --eval-match 1000)  # 200 look-alike pairs: 50 pairs read +-0.05 of noise
+  if [ -n "$INIT" ]; then
+    [ -f "$INIT/config.json" ] || { echo "INIT=$INIT is not a model directory"; exit 2; }
+    ARGS+=(--init "$INIT" --vision-steps 0 --ramp-steps 200 --lr-vision 1e-4 --lr-lm 2e-4)
+  else
+    ARGS+=(--vision-steps 300 --vision-instances 64 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4)
+  fi
   [ "$WORLD" = v1 ] || ARGS+=(--twin-weight "$TWIN")
 fi
 # the checkpoint goes back in 15 MiB parts (checkpoints are written to a temporary file and renamed,
