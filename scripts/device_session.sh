@@ -65,7 +65,6 @@ else
   ARGS=(--seed 0 --batch-size "$BATCH" --lm-group "$LM_GROUP" --steps 100000 --contrast-instances 16
         --world "$WORLD" --eval-match 1000)  # 200 look-alike pairs: 50 pairs read +-0.05 of noise
   if [ -n "$INIT" ]; then
-    [ -f "$INIT/config.json" ] || { echo "INIT=$INIT is not a model directory"; exit 2; }
     ARGS+=(--init "$INIT" --vision-steps 0 --ramp-steps 200 --lr-vision 1e-4 --lr-lm 2e-4)
   else
     ARGS+=(--vision-steps 300 --vision-instances 64 --ramp-steps 1800 --lr-vision 3e-4 --lr-lm 6e-4)
