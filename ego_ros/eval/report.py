@@ -110,7 +110,7 @@ def model_label(model: str) -> str:
 
 
 def render_report(results: dict[str, Any]) -> str:
-    """Markdown report of one run (the layout of ``results.json`` is described in runner.py)."""
+    """Markdown report of one run (the layout of ``results.json`` is described in results.py)."""
     s = results["settings"]
     m = results["metrics"]
     method = s["method"]["name"]
