@@ -170,17 +170,25 @@ class EvalSession:
                     self._put_recognition(w, r, elapsed / len(chunk))
                     bar.update(1)
 
-    def _put_recognition(self, w: WorkItem, r: Any, seconds: float) -> None:
-        prob = getattr(r, "probability", None)
+    def _put(self, w: WorkItem, seconds: float, result: dict[str, Any]) -> None:
         self.cache.put(
             w.key,
             task=w.task,
             image=w.image,
             concept=w.concept,
+            item=w.item,
             method=self.spec.name,
             settings=self.shash,
             seconds=seconds,
-            result={
+            result=result,
+        )
+
+    def _put_recognition(self, w: WorkItem, r: Any, seconds: float) -> None:
+        prob = getattr(r, "probability", None)
+        self._put(
+            w,
+            seconds,
+            {
                 "present": bool(r.present),
                 "probability": None if prob is None else float(prob),
                 # False when the engine's similarity filter left the concept out of the context
@@ -221,14 +229,4 @@ class EvalSession:
             bar.update(1)
 
     def _put_answer(self, w: WorkItem, answer: Any, seconds: float, field: str) -> None:
-        self.cache.put(
-            w.key,
-            task=w.task,
-            image=w.image,
-            concept=w.concept,
-            item=w.item,
-            method=self.spec.name,
-            settings=self.shash,
-            seconds=seconds,
-            result={field: str(answer.text), "answer_concepts": list(getattr(answer, "concepts", []) or [])},
-        )
+        self._put(w, seconds, {field: str(answer.text), "answer_concepts": list(getattr(answer, "concepts", []) or [])})
