@@ -213,8 +213,9 @@ def test_multi_vqa_lists_open_questions_about_the_pair(multi):
 def test_bad_arguments_raise_clear_export_errors(tmp_path):
     with pytest.raises(ExportError, match="unknown layout"):
         export(tmp_path / "a", "coco", 3)
+    too_many = 2 * len(world.held_out_instances()) + 2  # more pairs than held-out attribute combinations
     with pytest.raises(ExportError, match="ask for fewer concepts"):
-        export(tmp_path / "b", "yollava", 400)
+        export(tmp_path / "b", "yollava", too_many)
     with pytest.raises(ExportError, match="--concepts"):
         export(tmp_path / "c", "yollava", 1)
     with pytest.raises(ExportError, match="--views"):

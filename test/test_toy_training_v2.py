@@ -31,6 +31,15 @@ def test_a_tiny_v2_run_starts_logs_checkpoints_and_exports_with_its_world(tmp_pa
     assert torch.load(out / CHECKPOINT_LATEST, weights_only=False)["config"]["tasks"]["world"] == "v2"
 
 
+def test_the_reproduce_command_names_the_world_even_when_it_is_the_default():
+    from ego_ros.toy.train_config import reproduce_flags
+
+    for world in ("v1", "v2"):
+        cfg = TrainConfig(tiny=True)
+        cfg.tasks.world = world
+        assert f"--world {world}" in reproduce_flags(cfg)
+
+
 def test_a_resume_refuses_another_world(tmp_path: Path, capsys):
     out = tmp_path / "run"
     assert main(_args(out, "--world", "v2", "--steps", "1", "--eval-every", "0")) == 0
@@ -48,18 +57,31 @@ def test_the_v2_held_out_evaluation_reports_positives_against_lookalikes():
 
 def test_v1_evaluation_has_no_lookalike_metric():
     cfg = TrainConfig(tiny=True, steps=0, eval_every=0, threads=1, eval_match=5, eval_describe=2)
+    cfg.tasks.world = "v1"
     assert "match_auc_lookalike" not in Trainer(cfg).evaluate()
 
 
 def test_a_model_directory_says_which_world_it_was_trained_on(tmp_path: Path):
     from ego_ros.toy.model_world import model_world
 
-    assert model_world("toy") == "v1"  # the committed weights predate world v2
-    assert model_world(str(tmp_path / "absent")) == "v1"
     cfg = TrainConfig(tiny=True, steps=0, eval_every=0, threads=1)
     cfg.tasks.world = "v2"
     Trainer(cfg).export(tmp_path / "model")
     assert model_world(str(tmp_path / "model")) == "v2"
+
+
+def test_a_toy_model_directory_that_records_no_world_was_trained_on_v1(tmp_path: Path):
+    from ego_ros.toy.model_world import model_world
+
+    (tmp_path / "training_state.json").write_text(json.dumps({"step": 10, "samples": 160}))
+    assert model_world(str(tmp_path)) == "v1"  # weights from before world v2 existed, whatever the default
+
+
+def test_a_directory_that_is_not_a_toy_model_gets_the_default_world(tmp_path: Path):
+    from ego_ros.toy.attributes import DEFAULT_WORLD
+    from ego_ros.toy.model_world import model_world
+
+    assert model_world(str(tmp_path / "absent")) == DEFAULT_WORLD
 
 
 def test_measuring_a_v2_model_directory_uses_v2_instances(tmp_path: Path):

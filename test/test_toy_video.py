@@ -58,11 +58,13 @@ def test_motion_is_smooth():
     assert np.abs(np.diff(angles, axis=0)).max() < 3.0
 
 
-def test_crossing_objects_enter_the_frame():
-    clip = video.sample_clip(np.random.default_rng(0), n_frames=150, n_objects=(2, 2), cross_p=1.0)
-    first, last = video.render_frame(clip, 0, 32), video.render_frame(clip, 75, 32)
-    assert not first.visible  # both start beyond a border
-    assert last.visible
+def test_crossing_objects_start_outside_the_frame_and_enter_it():
+    for seed in range(10):
+        clip = video.sample_clip(np.random.default_rng(seed), n_frames=150, n_objects=(2, 2), cross_p=1.0)
+        first, middle = video.render_frame(clip, 0, 32).scene, video.render_frame(clip, 75, 32).scene
+        # At most a sliver on the first frame (the wobble: up to 7 % measured over 40 seeds), both in view later.
+        assert all(first.visible_fraction(k) <= 0.1 for k in range(2))
+        assert middle.visible_pixels.min() > 0
 
 
 def test_frames_render_at_camera_resolution():

@@ -31,10 +31,12 @@ def _scene_arrays_equal(a: world.Scene, b: world.Scene) -> bool:
     )
 
 
-def _query(seed: int, size: int = 64) -> world.Scene:
+def _query(seed: int, size: int = 64, world_version: str | None = None) -> world.Scene:
+    """A held-out query scene of the default world, or of `world_version` when given."""
     rng = np.random.default_rng(seed)
-    inst = world.sample_instance(rng, held_out=True)
-    return world.query_scene(rng, size, include=[inst], n_objects=(3, 4), near_duplicate_p=0.5)
+    version = world_version or world.DEFAULT_WORLD
+    inst = world.sample_instance(rng, held_out=True, world=version)
+    return world.query_scene(rng, size, include=[inst], n_objects=(3, 4), near_duplicate_p=0.5, world=version)
 
 
 # -- determinism -----------------------------------------------------------------------------------
@@ -72,9 +74,10 @@ def test_masks_are_disjoint_and_match_the_object_label_map():
             assert np.array_equal(scene.masks[k], scene.labels.object == k + 1)
 
 
-def test_mask_pixels_carry_exactly_the_object_colours_when_noise_and_lighting_are_off():
+@pytest.mark.parametrize("version", tuple(world.WORLDS))
+def test_mask_pixels_carry_exactly_the_object_colours_when_noise_and_lighting_are_off(version):
     for seed in range(8):
-        scene = world.render(world.without_noise(_query(seed).spec), 64)
+        scene = world.render(world.without_noise(_query(seed, world_version=version).spec), 64)
         for k, obj in enumerate(scene.spec.objects):
             colours = {tuple(c) for c in world.pixel_colours(obj.instance, obj.tint).values()}
             pixels = {tuple(int(v) for v in p) for p in scene.image[scene.masks[k]]}
@@ -223,8 +226,9 @@ def test_near_duplicates_differ_in_exactly_one_intended_attribute():
 
 
 # -- labels ----------------------------------------------------------------------------------------
-def test_label_maps_hold_attribute_ids_plus_one_on_objects_and_background_elsewhere():
-    scene = _query(11)
+@pytest.mark.parametrize("version", tuple(world.WORLDS))
+def test_label_maps_hold_attribute_ids_plus_one_on_objects_and_background_elsewhere(version):
+    scene = _query(11, world_version=version)
     background = scene.labels.object == 0
     for attr in world.ATTRIBUTES:
         label = scene.labels.attribute(attr)
@@ -232,7 +236,8 @@ def test_label_maps_hold_attribute_ids_plus_one_on_objects_and_background_elsewh
         assert label.max() < world.LABEL_CLASSES[attr]
         for k, obj in enumerate(scene.spec.objects):
             assert np.all(label[scene.masks[k]] == getattr(obj.instance, attr) + 1)
-    assert set(np.unique(scene.labels.part)) <= {0, 1, 2, 3}
+    parts = {0, 1, 2, 3} | ({4} if version == "v2" else set())  # 4: the v2 identity glyph
+    assert set(np.unique(scene.labels.part)) <= parts
     assert np.array_equal(scene.labels.part == 0, background)
 
 

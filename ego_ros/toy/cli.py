@@ -63,7 +63,10 @@ def register_export(commands: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--negatives", type=int, default=4, metavar="K", help="yollava negative_example images per concept")
     p.add_argument("--overwrite", action="store_true", help="replace a previous toy export in DIR")
     p.add_argument(
-        "--world", choices=tuple(WORLDS), default=DEFAULT_WORLD, help="toy world (default v1; v2: identity signatures)"
+        "--world",
+        choices=tuple(WORLDS),
+        default=DEFAULT_WORLD,
+        help=f"toy world (default {DEFAULT_WORLD}; v2: identity signatures)",
     )
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.set_defaults(func=run_export)
@@ -107,7 +110,7 @@ def register_masks(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (default 64)")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--world", choices=tuple(WORLDS), default=DEFAULT_WORLD, help="toy world (default v1)")
+    p.add_argument("--world", choices=tuple(WORLDS), default=DEFAULT_WORLD, help=f"toy world (default {DEFAULT_WORLD})")
     p.set_defaults(func=run_masks)
     return p
 

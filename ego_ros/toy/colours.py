@@ -84,9 +84,13 @@ def muted_rgb(
 
 
 def pixel_colours(instance: Instance, tint: Sequence[int] = (0, 0, 0)) -> dict[str, RGB]:
-    """The exact RGB an object of `instance` paints before lighting and noise: body, pattern, mark."""
+    """The exact RGB an object of `instance` paints before lighting and noise: body, pattern, mark and,
+    for a v2 instance, its identity glyph."""
     body, pattern, mark = _pixel_colours(instance, tuple(int(t) for t in tint))
-    return {"body": body, "pattern": pattern, "mark": mark}
+    colours = {"body": body, "pattern": pattern, "mark": mark}
+    if instance.signature is not None:
+        colours["glyph"] = glyph_rgb(body)
+    return colours
 
 
 @lru_cache(maxsize=8192)

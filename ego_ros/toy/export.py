@@ -200,9 +200,11 @@ def choose_concepts(n: int, seed: int, world: str = DEFAULT_WORLD) -> list[Conce
     n_groups = n // 2
     groups = _lookalike_groups(rng, held, n) if world == "v2" else _near_duplicate_groups(rng, held, n)
     if len(groups) < n_groups:
+        sibling = "look-alike" if world == "v2" else "near-duplicate"
         raise ExportError(
-            f"asked for {n} concepts, but seed {seed} finds only {2 * len(groups)} held-out instances that "
-            f"pair with a held-out near-duplicate (of {len(held)} held-out instances); ask for fewer concepts"
+            f"asked for {n} concepts, but seed {seed} finds only {2 * len(groups)} held-out concepts that "
+            f"pair with a held-out {sibling} (from {len(held)} held-out attribute combinations); ask for fewer "
+            "concepts"
         )
     names = concept_names(n, seed)
     concepts: list[Concept] = []

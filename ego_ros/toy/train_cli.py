@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from .attributes import WORLDS
+from .attributes import DEFAULT_WORLD, WORLDS
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -83,7 +83,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--world",
         choices=tuple(WORLDS),
         default=None,
-        help="toy world of the training data (default v1; a resumed checkpoint keeps its own and refuses another)",
+        help=f"toy world of the training data (default {DEFAULT_WORLD}; a resumed checkpoint keeps its own and "
+        "refuses another)",
     )
     p.add_argument(
         "--measure",

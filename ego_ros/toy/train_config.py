@@ -94,14 +94,15 @@ _FLAGS = {
 
 
 def reproduce_flags(cfg: TrainConfig) -> str:
-    """The `ego-ros toy train` flags that give `cfg` (seed, steps and every setting off its default)."""
+    """The `ego-ros toy train` flags that give `cfg`: seed, steps and world always (the default world
+    changes when v2 weights are committed), then every other setting off its default."""
     default = TrainConfig(tiny=cfg.tiny)
-    parts = [f"--seed {cfg.seed}", f"--steps {cfg.steps}"]
+    parts = [f"--seed {cfg.seed}", f"--steps {cfg.steps}", f"--world {cfg.tasks.world}"]
     for name, flag in _FLAGS.items():
         if name not in ("seed", "steps") and getattr(cfg, name) != getattr(default, name):
             parts.append(f"{flag} {getattr(cfg, name)}")
     for name, flag in _TASK_FLAGS.items():
-        if getattr(cfg.tasks, name) != getattr(default.tasks, name):
+        if name != "world" and getattr(cfg.tasks, name) != getattr(default.tasks, name):
             parts.append(f"{flag} {getattr(cfg.tasks, name)}")
     if cfg.tiny:
         parts.append("--tiny")

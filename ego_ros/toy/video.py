@@ -168,7 +168,8 @@ def iter_frames(clip: ClipSpec, size: Size = 64, clip_index: int = 0) -> Iterato
 def _track(rng: np.random.Generator, instance: Instance, size: float, duration: float, mode: str) -> Track:
     r = size / 2
     if mode == "cross":
-        # Start beyond one border and cross the frame within about the clip's length.
+        # Start just outside one border (the centre one radius beyond it; the sideways wobble can still
+        # show a sliver on the first frames) and cross the frame within about the clip's length.
         side = int(rng.integers(4))
         along = float(rng.uniform(0.15, 0.85))
         start = [(-r, along), (1 + r, along), (along, -r), (along, 1 + r)][side]
