@@ -65,6 +65,11 @@ def test_training_batches_hold_no_held_out_instance_and_no_export_name():
                 assert e.name.lower() not in reserved
 
 
+def test_the_curriculum_progress_goes_from_0_to_1_over_the_ramp_whatever_the_hard_share():
+    cfg = tasks.TaskConfig(ramp_steps=1000, hard_max=0.6)
+    assert [cfg.ramp_progress(s) for s in (-10, 0, 250, 1000, 5000)] == pytest.approx([0, 0, 0.25, 1, 1])
+
+
 def test_hard_negatives_ramp_in_with_the_curriculum():
     cfg = tasks.TaskConfig(ramp_steps=1000, hard_max=0.6)
     assert cfg.hard_share(0) == 0.0

@@ -121,7 +121,7 @@ def caption_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Samp
                 include.append(inst)
             else:
                 exclude.add(inst)
-        dup_p = 0.5 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
+        dup_p = 0.5 * cfg.ramp_progress(step)
     if include and rng.random() < dup_p:
         # a look-alike of a concept (described by colour and shape, not called by the concept's name)
         lookalike = train_near_duplicate(include[0], rng, exclude=set(include) | exclude)

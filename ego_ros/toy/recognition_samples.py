@@ -74,7 +74,7 @@ def draw_match(
     n_entries = 1 if held_out else int(rng.choice([1, 2, 3], p=[0.65, 0.28, 0.07]))
     others: list[Instance] = []
     if n_entries > 1:
-        if dup is not None and rng.random() < 0.5 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9):
+        if dup is not None and rng.random() < 0.5 * cfg.ramp_progress(step):
             others.append(dup)
         others += other_instances(rng, n_entries - 1 - len(others), {target, *others}, cfg.world)
     names = distinct_names(rng, n_entries)
@@ -103,7 +103,7 @@ def draw_match(
             include.append(inst)
     # How often a near-duplicate stands beside the concept in a positive (and, in v2 training, beside
     # the near-duplicate of a hard negative): ramped in with the hard negatives.
-    companion_p = 0.25 + 0.35 * cfg.hard_share(step) / max(cfg.hard_max, 1e-9)
+    companion_p = 0.25 + 0.35 * cfg.ramp_progress(step)
     dup_p = 0.0 if kind != "pos" or dup is None else companion_p
     if dup is not None and dup not in include and len(include) < 3 and rng.random() < dup_p:
         include.append(dup)  # a look-alike next to the concept (a positive all the same)
@@ -159,7 +159,7 @@ def twin_pair(rng: np.random.Generator, cfg: TaskConfig, step: int) -> list[Samp
     the signature alone, so the language model's gradient points at the comparison of memory and query.
     Pairs ramp in with the hard negatives: until the ramp ends a draw is sometimes an ordinary match
     sample instead. The negative comes alone when its twin would hide the concept's mark."""
-    if rng.random() >= cfg.hard_share(step) / max(cfg.hard_max, 1e-9):
+    if rng.random() >= cfg.ramp_progress(step):
         return [draw_match(rng, cfg, step).sample]
     kind = "hard" if cfg.world == "v1" else "lookalike"
     draw = draw_match(rng, cfg, step, kind=kind)
@@ -174,7 +174,7 @@ def choose_sample(rng: np.random.Generator, cfg: TaskConfig, step: int) -> Sampl
     b = SampleBuilder(rng, cfg)
     a = sample_instance(rng, held_out=False, world=cfg.world)
     other = None
-    if rng.random() < cfg.hard_share(step) / max(cfg.hard_max, 1e-9) * 0.6:
+    if rng.random() < cfg.ramp_progress(step) * 0.6:
         other = train_near_duplicate(a, rng)
     if other is None:
         other = other_instances(rng, 1, {a, *near_duplicates(a)}, cfg.world)[0]

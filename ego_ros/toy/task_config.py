@@ -60,3 +60,9 @@ class TaskConfig:
 
     def hard_share(self, step: int) -> float:
         return self.hard_max * min(1.0, max(0.0, step / max(1, self.ramp_steps)))
+
+    def ramp_progress(self, step: int) -> float:
+        """How far the hard-negative curriculum has come at `step`, 0 -> 1 over `ramp_steps`: the samplers
+        scale their other hard-case probabilities (near-duplicate contexts, companions, look-alike
+        queries) by it."""
+        return self.hard_share(step) / max(self.hard_max, 1e-9)
