@@ -32,7 +32,6 @@ MINUTES=${MINUTES:-8}
 BATCH=${BATCH:-128}
 LM_GROUP=${LM_GROUP:-64}
 RESUME=${RESUME:-}
-WORLD=${WORLD:-v1}
 INIT=${INIT:-}
 # minimal pairs (a look-alike negative with its positive twin, --twin-weight) in fresh v2 runs: the world-2.1
 # CPU pilot C read 0.02-0.08 higher on the held-out twin metric than the same recipe without them
@@ -45,6 +44,8 @@ TRAIN=${TRAIN:-1}
 RUN=${RUN:-runs/gpu}
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+# the package's default world (v1 until v2 weights are committed) unless WORLD names one
+WORLD=${WORLD:-$($PY -c "from ego_ros.toy.attributes import DEFAULT_WORLD; print(DEFAULT_WORLD)")}
 mkdir -p "$RUN"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
