@@ -236,7 +236,7 @@ def test_label_maps_hold_attribute_ids_plus_one_on_objects_and_background_elsewh
         assert label.max() < world.LABEL_CLASSES[attr]
         for k, obj in enumerate(scene.spec.objects):
             assert np.all(label[scene.masks[k]] == getattr(obj.instance, attr) + 1)
-    parts = {0, 1, 2, 3} | ({4} if version == "v2" else set())  # 4: the v2 identity glyph
+    parts = {0, 1, 2, 3} | ({world.PART_GLYPH} if version == "v2" else set())
     assert set(np.unique(scene.labels.part)) <= parts
     assert np.array_equal(scene.labels.part == 0, background)
 

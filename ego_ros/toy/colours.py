@@ -86,18 +86,20 @@ def muted_rgb(
 def pixel_colours(instance: Instance, tint: Sequence[int] = (0, 0, 0)) -> dict[str, RGB]:
     """The exact RGB an object of `instance` paints before lighting and noise: body, pattern, mark and,
     for a v2 instance, its identity glyph."""
-    body, pattern, mark = _pixel_colours(instance, tuple(int(t) for t in tint))
+    body, pattern, mark, glyph = _pixel_colours(instance, tuple(int(t) for t in tint))
     colours = {"body": body, "pattern": pattern, "mark": mark}
-    if instance.signature is not None:
-        colours["glyph"] = glyph_rgb(body)
+    if glyph is not None:
+        colours["glyph"] = glyph
     return colours
 
 
 @lru_cache(maxsize=8192)
-def _pixel_colours(instance: Instance, tint: tuple[int, ...]) -> tuple[RGB, RGB, RGB]:
+def _pixel_colours(instance: Instance, tint: tuple[int, ...]) -> tuple[RGB, RGB, RGB, RGB | None]:
+    """Body, pattern, mark and identity-glyph ink (None for a v1 instance, which has no glyph)."""
     if instance.signature is None:
         base = COLOUR_RGB[instance.colour_name]
     else:  # v2: the body's shade is part of the signature
         base = shade_rgb(instance.colour_name, signature_shade(instance.signature))
     body: RGB = tuple(min(255, max(0, c + t)) for c, t in zip(base, tint))  # type: ignore[assignment]
-    return body, pattern_rgb(body), MARK_COLOUR_RGB[instance.mark_colour]
+    glyph = None if instance.signature is None else glyph_rgb(body)
+    return body, pattern_rgb(body), MARK_COLOUR_RGB[instance.mark_colour], glyph

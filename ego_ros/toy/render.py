@@ -344,9 +344,10 @@ def render(spec: SceneSpec, size: Size = 64) -> Scene:
             parts[glyph & inside] = PART_GLYPH
         parts[mark] = PART_MARK
         obj_map[y0:y1, x0:x1][inside] = k + 1
-        palette[4 * k : 4 * k + 3] = _pixel_colours(inst, obj.tint)
-        if inst.signature is not None:
-            palette[4 * k + 3] = glyph_rgb(palette[4 * k].astype(int).tolist())
+        body, pattern, mark_ink, glyph_ink = _pixel_colours(inst, obj.tint)
+        palette[4 * k : 4 * k + 3] = (body, pattern, mark_ink)
+        if glyph_ink is not None:
+            palette[4 * k + 3] = glyph_ink
         amodal.append((y0, x0, inside))
         mark_parts.append((y0, x0, mark))
 
