@@ -288,6 +288,41 @@ def test_packed_batches_give_the_losses_of_sequences_assembled_one_by_one(traine
     assert torch.allclose(got, torch.stack(expected), atol=1e-5)
 
 
+def test_yes_probabilities_of_a_padded_batch_are_those_read_one_sample_at_a_time(trainer):
+    """The language model runs without an attention mask: right padding under causal attention is never
+    seen by a position that is read, so batching samples of unequal lengths changes nothing."""
+    cfg = tasks.TaskConfig(big_render_p=0.0)
+    samples = [
+        tasks.match_sample(np.random.default_rng(i), cfg, 0, held_out=True, kind=kind, form=form)
+        for i, (kind, form) in enumerate([("pos", "mask"), ("easy", "full"), ("pos", "random"), ("hard", "crop")])
+    ]
+    with torch.no_grad():
+        images = [im for s in samples for im in s.images]
+        offsets = np.cumsum([0] + [len(s.images) for s in samples[:-1]]).tolist()
+        embeds, _ = trainer._sequences(samples, trainer.encode(images), offsets, with_answer=False)
+    assert len({e.shape[0] for e in embeds}) > 1, "the samples must differ in length for the padding to matter"
+    batched = trainer.yes_probabilities(samples, batch=len(samples))
+    alone = [trainer.yes_probabilities([s])[0] for s in samples]
+    assert batched == pytest.approx(alone, abs=1e-5)
+
+
+def test_encoding_a_batch_gives_the_projector_output_of_each_image(trainer):
+    """`Trainer.encode` returns the projector's own batched output: per image what the engine's
+    `get_image_features` path gives."""
+    images = [im for s in tasks.make_batch(0, 3, 3, tasks.TaskConfig()) for im in s.images]
+    cfg = trainer.model.config
+    with torch.no_grad():
+        got = trainer.encode(images)
+        px = torch.from_numpy(np.stack([im.pixels for im in images])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        out = trainer.model.model.get_image_features(
+            pixel_values=px,
+            vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+        )
+    assert got.shape == (len(images), trainer.spec.grid**2, cfg.text_config.hidden_size)
+    assert torch.allclose(got, torch.stack(list(out.pooler_output)), atol=1e-6)
+
+
 def test_a_time_budget_fits_the_number_of_steps_to_the_measured_speed(monkeypatch):
     from ego_ros.toy import train
 

@@ -131,13 +131,23 @@ class Trainer:
         # SigLIP processor at 64x64 input: rescale 1/255, normalise with mean = std = 0.5.
         px = px.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         cfg = self.model.config
-        out = self.model.model.get_image_features(
-            pixel_values=px,
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        )
+        # The projector's own (N, 64, D) output, caught by a hook: `get_image_features` hands it back as a
+        # list of per-image views, and stacking those again costs an operator per image (about 370 a step
+        # at batch 128) and a copy of the batch's features.
+        projected: list[torch.Tensor] = []
+        hook = self.model.model.multi_modal_projector.register_forward_hook(lambda m, i, o: projected.append(o))
+        try:
+            out = self.model.model.get_image_features(
+                pixel_values=px,
+                vision_feature_layer=cfg.vision_feature_layer,
+                vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+            )
+        finally:
+            hook.remove()
         feats = out.pooler_output if hasattr(out, "pooler_output") else out
-        return torch.stack(list(feats))
+        if len(projected) == 1 and projected[0].shape == (len(feats), *feats[0].shape):
+            return projected[0]
+        return torch.stack(list(feats))  # a projector output that is not the features themselves
 
     def _sequences(
         self, samples: list[Sample], feats: torch.Tensor, offsets: list[int], with_answer: bool
@@ -170,10 +180,20 @@ class Trainer:
         x = embeds[0].new_zeros(len(embeds), lmax, d)
         for i, e in enumerate(embeds):
             x[i, : e.shape[0]] = e
-        mask = (torch.arange(lmax)[None, :] < lengths[:, None]).long().to(self.device)
-        pos = torch.arange(lmax, device=self.device)[None, :].expand(len(embeds), -1)
-        out = self.model.model.language_model(inputs_embeds=x, attention_mask=mask, position_ids=pos, use_cache=False)
-        return out.last_hidden_state, lengths
+        return self._right_padded_hidden(x), lengths
+
+    def _right_padded_hidden(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, D) of the language model on right-padded input embeddings (B, L, D).
+
+        No attention mask: attention is causal and every row's pads come after its own tokens, so no
+        position that is read (answers and last tokens lie inside each row's length) ever sees a pad.
+        Without a mask transformers builds no 4-D mask, whose padding checks read values back from the GPU
+        twice a pass (each read stalls the host; its packed-sequence check on the position ids still reads
+        once), and SDPA takes its causal kernel. On the CPU, four training steps with and without the mask
+        gave bit-identical parameters."""
+        pos = torch.arange(embeds.shape[1], device=embeds.device)[None, :].expand(embeds.shape[0], -1)
+        out = self.model.model.language_model(inputs_embeds=embeds, position_ids=pos, use_cache=False)
+        return out.last_hidden_state
 
     # ----- training ----------------------------------------------------------------------------------
 
@@ -185,12 +205,7 @@ class Trainer:
         flat = feats.reshape(-1, feats.shape[-1])
         vals = flat[group.vis_src.to(dev, non_blocking=True)].to(emb.dtype)
         emb = emb.index_put((group.vis_row.to(dev, non_blocking=True), group.vis_pos.to(dev, non_blocking=True)), vals)
-        lmax = ids.shape[1]
-        lengths = group.lengths.to(dev, non_blocking=True)
-        mask = (torch.arange(lmax, device=dev)[None, :] < lengths[:, None]).long()
-        pos = torch.arange(lmax, device=dev)[None, :].expand(ids.shape[0], -1)
-        out = self.model.model.language_model(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=False)
-        return out.last_hidden_state
+        return self._right_padded_hidden(emb)
 
     def sample_losses(self, batch: PackedBatch, feats: torch.Tensor) -> torch.Tensor:
         """(n_samples,) language-model loss of each sample: mean over its answer tokens."""
