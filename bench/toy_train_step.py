@@ -77,7 +77,7 @@ class OpCounter(TorchDispatchMode):
 def recipe(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         seed=0, batch_size=args.batch_size, lm_group=64, contrast_instances=16, vision_steps=0,
-        lr_vision=1e-4, lr_lm=2e-4, init=str(args.init), device=args.device, threads=args.threads,
+        lr_vision=1e-4, lr_lm=2e-4, init=args.init, device=args.device, threads=args.threads,
         tasks=TaskConfig(world=args.world, twin_weight=0.25, ramp_steps=200),
     )  # fmt: skip
 
@@ -104,7 +104,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads on the CPU")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--world", default="v2")
-    ap.add_argument("--init", type=Path, default=ROOT / "ego_ros" / "toy" / "model")
+    ap.add_argument(
+        "--init",
+        default=str(ROOT / "ego_ros" / "toy" / "model"),
+        help='model directory to start from ("": random weights, which cost the same per step)',
+    )
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--label", default="", help="what this run measures (e.g. the commit)")

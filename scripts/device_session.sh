@@ -17,6 +17,7 @@
 #                (the CPU pilots' recipe: from INIT's weights, no vision-first phase, 200-step ramp, learning
 #                rates 1e-4 / 2e-4, with minimal pairs; docs/toy_model.md, "World 2.1 pilot C")
 #   OUT=/tmp/out DEVICE=cpu WORKERS=1 MINUTES=0.5 EXTRA=--tiny bash scripts/device_session.sh   # dry run
+#   STEPBENCH=1 ...   first measures one training step of the warm-start recipe (bench/toy_train_step.py)
 #
 # Reassemble here: cat ckpt_latest.pt.part* > runs/gpu/ckpt_latest.pt
 # To resume on the GPU, put the parts in runs/gpu/ and carry runs/gpu: the 64 MiB carry limit counts the
@@ -52,6 +53,13 @@ mkdir -p "$RUN"
   $PY -c "import torch, transformers, sys; print(sys.version.split()[0], torch.__version__, transformers.__version__)"
   nproc
 } 2>&1 | tee "$RUN/machine.txt"
+
+# ----- the cost of one training step (STEPBENCH=1; about a minute): host queuing time against the
+# synchronised step time says whether a larger BATCH would come for free (bench/toy_train_step.py)
+if [ "${STEPBENCH:-0}" = 1 ]; then
+  timeout 300 $PY bench/toy_train_step.py --device "$DEVICE" --init "$INIT" --world "$WORLD" \
+    --label "device_session STEPBENCH" --out "$OUT/toy_train_step_gpu.jsonl" 2>&1 | grep -v "Warning" | tail -40
+fi
 
 # ----- training (TRAIN=1, the default)
 if [ "$TRAIN" = 1 ]; then
