@@ -119,7 +119,6 @@ def main() -> None:
     cuda = trainer.device.type == "cuda"
     first = 400  # past the 200-step ramp: the batches of most of a run
     batches = [packed_batch_at(cfg, first + k) for k in range(args.warmup + args.steps + 1)]
-    trainer.step = first
     wall, host = [], []
     for k, batch in enumerate(batches[:-1]):
         trainer.step = batch.step
